@@ -1,0 +1,838 @@
+//! Request handling: authentication, routing and the REST verbs on resources.
+//!
+//! Each verb reads the current object, applies the request through `ward_api::strategy`, and
+//! writes with the revision it read (optimistic concurrency). Unconditional updates and patches
+//! retry on a conflict; requests that carried a `resourceVersion` get 409.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt as _, Limited};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+use tokio::sync::watch as signal;
+use tracing::{info, warn};
+use ward_api::ApiError;
+use ward_api::resources::{RESOURCES, ResourceInfo};
+use ward_api::schema::{self, FieldValidation};
+use ward_api::strategy::{self, meta_str};
+use ward_api::table::{self, IncludeObject};
+use ward_storage::Revision;
+
+use crate::discovery;
+use crate::error::{object_response, status_response, text_response};
+use crate::http::{Authenticator, Body, UserInfo};
+use crate::request::{
+    ACCEPTED_BODY_TYPES, ACCEPTED_PATCH_TYPES, BodyType, Output, Query, ResourcePath, Target,
+    body_type, negotiate, parse_path,
+};
+use crate::store::{
+    ObjectStore, SYSTEM_NAMESPACES, StoreWriteError, decode_continue, encode_continue,
+};
+use crate::watch;
+
+/// The largest request body accepted (kube-apiserver's default is 3 MiB).
+pub(crate) const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+/// How often an unconditional write is retried after a conflict.
+const WRITE_ATTEMPTS: usize = 8;
+
+/// Shared state of the server.
+pub(crate) struct App {
+    pub(crate) store: ObjectStore,
+    auth: Authenticator,
+    pub(crate) shutdown: signal::Receiver<bool>,
+    addr: SocketAddr,
+}
+
+/// The outcome of a handler: a reply, or a `Status`.
+type Reply = Result<Response<Body>, ApiError>;
+
+impl App {
+    pub(crate) fn new(
+        store: ObjectStore,
+        auth: Authenticator,
+        shutdown: signal::Receiver<bool>,
+        addr: SocketAddr,
+    ) -> Self {
+        App { store, auth, shutdown, addr }
+    }
+
+    /// Handles one request; never fails (errors become `Status` replies).
+    pub(crate) async fn handle(self: &Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        match self.route(req).await {
+            Ok(r) => r,
+            Err(e) => status_response(&e),
+        }
+    }
+
+    async fn route(self: &Arc<Self>, req: Request<Incoming>) -> Reply {
+        let target = parse_path(req.uri().path());
+        let get_only = |m: &Method| {
+            if m == Method::GET || m == Method::HEAD {
+                Ok(())
+            } else {
+                Err(ApiError::method_not_allowed(m.as_str(), req.uri().path()))
+            }
+        };
+        // Public, unauthenticated endpoints (kube's system:public-info-viewer).
+        match &target {
+            Target::Health => {
+                get_only(req.method())?;
+                return Ok(text_response(StatusCode::OK, "ok"));
+            }
+            Target::Version => {
+                get_only(req.method())?;
+                return Ok(object_response(StatusCode::OK, &discovery::version(), Output::Json));
+            }
+            _ => {}
+        }
+        let Some(user) = self.auth.authenticate(req.headers().get(header::AUTHORIZATION)) else {
+            return Err(ApiError::unauthorized());
+        };
+        let query = Query::parse(req.uri().query());
+        let include = IncludeObject::parse(query.get("includeObject").unwrap_or_default())
+            .ok_or_else(|| ApiError::bad_request("includeObject must be None, Metadata or Object"))?;
+        let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok());
+        let output = negotiate(accept, include)?;
+        let plain = |o: Output| if matches!(o, Output::Yaml) { o } else { Output::Json };
+        let ok = |v: Option<Value>, o: Output| {
+            v.map(|v| object_response(StatusCode::OK, &v, o)).ok_or_else(ApiError::no_route)
+        };
+        match target {
+            Target::ApiVersions | Target::ApiGroups => {
+                get_only(req.method())?;
+                let core = target == Target::ApiVersions;
+                match output {
+                    Output::AggregatedDiscovery(v) => ok(Some(discovery::aggregated(core, v)), output),
+                    o if core => ok(Some(discovery::api_versions(self.addr)), plain(o)),
+                    o => ok(Some(discovery::api_groups()), plain(o)),
+                }
+            }
+            Target::ResourceList { group, version } => {
+                get_only(req.method())?;
+                ok(discovery::resource_list(&group, &version), plain(output))
+            }
+            Target::Group { group } => {
+                get_only(req.method())?;
+                ok(discovery::api_group(&group), plain(output))
+            }
+            Target::OpenApiRoot => {
+                get_only(req.method())?;
+                ok(Some(discovery::openapi_root()), Output::Json)
+            }
+            Target::OpenApiGroupVersion { group, version } => {
+                get_only(req.method())?;
+                ok(discovery::openapi_group_version(&group, &version), Output::Json)
+            }
+            Target::Resource(p) => self.resource(req, p, query, output, user).await,
+            Target::Unknown | Target::Health | Target::Version => Err(ApiError::no_route()),
+        }
+    }
+
+    async fn resource(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        p: ResourcePath,
+        query: Query,
+        output: Output,
+        user: UserInfo,
+    ) -> Reply {
+        if p.subresource.is_some() {
+            return Err(ApiError::no_route());
+        }
+        let item = p.name.is_some();
+        let verb = match (req.method().clone(), item) {
+            (Method::GET | Method::HEAD, true) => "get",
+            (Method::GET | Method::HEAD, false) if query.flag("watch") => "watch",
+            (Method::GET | Method::HEAD, false) => "list",
+            (Method::POST, false) => "create",
+            (Method::PUT, true) => "update",
+            (Method::PATCH, true) => "patch",
+            (Method::DELETE, true) => "delete",
+            (Method::DELETE, false) => "deletecollection",
+            (m, _) => return Err(ApiError::method_not_allowed(m.as_str(), req.uri().path())),
+        };
+        if !p.info.verbs.contains(&verb)
+            || (verb == "create" && p.info.namespaced && p.namespace.is_none())
+        {
+            return Err(ApiError::method_not_allowed(req.method().as_str(), req.uri().path()));
+        }
+        let ctx = Ctx { p, query, output, user, verb };
+        match verb {
+            "get" => self.get(&ctx).await,
+            "list" => self.list(&ctx).await,
+            "watch" => {
+                watch::serve(&self.store, self.shutdown.clone(), &ctx.p, &ctx.query, ctx.output)
+                    .await
+            }
+            "create" => {
+                let (ct, body) = read_body(req).await?;
+                self.create(&ctx, ct, body).await
+            }
+            "update" => {
+                let (ct, body) = read_body(req).await?;
+                self.update(&ctx, ct, body).await
+            }
+            "patch" => {
+                let (ct, body) = read_body(req).await?;
+                self.patch(&ctx, ct, body).await
+            }
+            "delete" => {
+                let (_, body) = read_body(req).await?;
+                self.delete(&ctx, body).await
+            }
+            _ => {
+                let (_, body) = read_body(req).await?;
+                self.delete_collection(&ctx, body).await
+            }
+        }
+    }
+
+    // === read verbs ===
+
+    async fn get(&self, ctx: &Ctx) -> Reply {
+        let info = ctx.p.info;
+        let name = ctx.name();
+        let (obj, _) = self
+            .store
+            .get(info, ctx.ns(), name)
+            .await?
+            .ok_or_else(|| ApiError::not_found(info.group, info.resource, name))?;
+        Ok(self.render_one(info, &obj, ctx.output, StatusCode::OK))
+    }
+
+    fn render_one(&self, info: &ResourceInfo, obj: &Value, output: Output, code: StatusCode) -> Response<Body> {
+        match output {
+            Output::Table(include) => {
+                let meta = json!({"resourceVersion": meta_str(obj, "resourceVersion")});
+                let t = table::table(info, std::slice::from_ref(obj), meta, include, true, SystemTime::now());
+                object_response(code, &t, output)
+            }
+            Output::PartialMetadata => object_response(code, &table::partial_metadata(obj), output),
+            _ => object_response(code, obj, output),
+        }
+    }
+
+    async fn list(&self, ctx: &Ctx) -> Reply {
+        let info = ctx.p.info;
+        let filter = watch::Filter::from_query(info, &ctx.query)?;
+        let limit = usize::try_from(ctx.query.number("limit")?.unwrap_or(0)).unwrap_or(usize::MAX);
+        let prefix = info.key_prefix(ctx.ns());
+        let continue_token = ctx.query.get("continue").filter(|c| !c.is_empty());
+        let rv = ctx.query.get("resourceVersion").filter(|r| !r.is_empty());
+        let rv_match = ctx.query.get("resourceVersionMatch").filter(|r| !r.is_empty());
+        let (mut revision, mut start) = match (continue_token, rv, rv_match) {
+            (Some(_), Some(r), _) if r != "0" => {
+                return Err(ApiError::bad_request(
+                    "specifying resource version is not allowed when using continue",
+                ));
+            }
+            (Some(c), _, _) => {
+                let (rev, key) = decode_continue(c, &info.key_prefix(None))?;
+                if !key.starts_with(&prefix) {
+                    return Err(ApiError::bad_request("continue key is not valid: it is for another collection"));
+                }
+                (Some(rev), Some(key))
+            }
+            (None, Some(r), Some("Exact")) => (Some(parse_rv(r)?), None),
+            (None, rv, Some("NotOlderThan")) if rv.is_none() => {
+                return Err(ApiError::bad_request("resourceVersionMatch is forbidden unless resourceVersion is provided"));
+            }
+            (None, Some(r), _) => {
+                parse_rv(r)?;
+                (None, None)
+            }
+            (None, None, Some(_)) => {
+                return Err(ApiError::bad_request("resourceVersionMatch is forbidden unless resourceVersion is provided"));
+            }
+            (None, None, None) => (None, None),
+        };
+        let mut items = Vec::new();
+        let mut continue_key = None;
+        let mut remaining = 0;
+        loop {
+            let want = if limit == 0 { 0 } else { limit - items.len() };
+            let page = self.store.list(info, ctx.ns(), start.take(), want, revision).await?;
+            revision = Some(page.revision);
+            items.extend(page.items.into_iter().filter(|o| filter.matches(o)));
+            remaining = page.remaining;
+            match page.continue_key {
+                Some(k) if limit != 0 && items.len() < limit => start = Some(k),
+                Some(k) => {
+                    continue_key = Some(k);
+                    break;
+                }
+                None => break,
+            }
+        }
+        let revision = revision.unwrap_or_default();
+        let mut meta = json!({"resourceVersion": revision.0.to_string()});
+        if let Some(k) = &continue_key {
+            meta["continue"] = json!(encode_continue(revision, k, &info.key_prefix(None)));
+            if filter.is_empty() {
+                meta["remainingItemCount"] = json!(remaining);
+            }
+        }
+        let body = match ctx.output {
+            Output::Table(include) => {
+                table::table(info, &items, meta, include, true, SystemTime::now())
+            }
+            Output::PartialMetadata => {
+                let items: Vec<Value> = items.iter().map(table::partial_metadata).collect();
+                json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+                       "metadata": meta, "items": items})
+            }
+            _ => json!({"kind": info.list_kind(), "apiVersion": info.api_version(),
+                        "metadata": meta, "items": items}),
+        };
+        Ok(object_response(StatusCode::OK, &body, ctx.output))
+    }
+
+    // === write verbs ===
+
+    async fn create(&self, ctx: &Ctx, ct: Option<String>, body: Bytes) -> Reply {
+        let info = ctx.p.info;
+        let dry_run = ctx.query.dry_run()?;
+        let kind = body_type(ct.as_deref())
+            .filter(|t| matches!(t, BodyType::Json | BodyType::Yaml | BodyType::Protobuf))
+            .ok_or_else(|| ApiError::unsupported_media_type(ct.as_deref().unwrap_or_default(), ACCEPTED_BODY_TYPES))?;
+        let mut obj = decode_object(kind, &body)?;
+        let warnings = check_body(info, &mut obj, &ctx.query)?;
+        let ns = ctx.ns();
+        if let Some(ns) = ns {
+            self.ensure_namespace_accepts(info, ns, meta_str(&obj, "name")).await?;
+        }
+        let now = table::rfc3339(SystemTime::now());
+        strategy::fill_create_metadata(info, &mut obj, ns, &uuid::Uuid::new_v4().to_string(), &now)?;
+        strategy::prepare_create(info, &mut obj)?;
+        if dry_run {
+            return Ok(with_warnings(self.render_one(info, &obj, ctx.output, StatusCode::CREATED), &warnings));
+        }
+        let generated = meta_str(&obj, "generateName").len() > 0
+            && meta_str(&obj, "name").len() == meta_str(&obj, "generateName").len() + 5;
+        let mut attempt = 0;
+        let created = loop {
+            match self.store.create(info, &obj).await {
+                Ok(v) => break v,
+                Err(e) if e.code == 409 && generated && attempt < 3 => {
+                    attempt += 1;
+                    let name = format!("{}{}", meta_str(&obj, "generateName"), strategy::random_suffix());
+                    strategy::metadata_mut(&mut obj).insert("name".into(), json!(name));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        info!(user = %ctx.user.username, verb = "create", resource = info.resource,
+              namespace = ns.unwrap_or_default(), name = meta_str(&created, "name"), "object written");
+        Ok(with_warnings(self.render_one(info, &created, ctx.output, StatusCode::CREATED), &warnings))
+    }
+
+    async fn update(&self, ctx: &Ctx, ct: Option<String>, body: Bytes) -> Reply {
+        let info = ctx.p.info;
+        let name = ctx.name();
+        let dry_run = ctx.query.dry_run()?;
+        let kind = body_type(ct.as_deref())
+            .filter(|t| matches!(t, BodyType::Json | BodyType::Yaml | BodyType::Protobuf))
+            .ok_or_else(|| ApiError::unsupported_media_type(ct.as_deref().unwrap_or_default(), ACCEPTED_BODY_TYPES))?;
+        let mut obj = decode_object(kind, &body)?;
+        let warnings = check_body(info, &mut obj, &ctx.query)?;
+        check_identity(info, &obj, ctx.ns(), name)?;
+        strategy::metadata_mut(&mut obj).insert("name".into(), json!(name));
+        let precondition = match meta_str(&obj, "resourceVersion") {
+            "" => None,
+            rv => Some(parse_rv(rv)?),
+        };
+        for _ in 0..WRITE_ATTEMPTS {
+            let (current, rev) = self
+                .store
+                .get(info, ctx.ns(), name)
+                .await?
+                .ok_or_else(|| ApiError::not_found(info.group, info.resource, name))?;
+            if precondition.is_some_and(|p| p != rev) {
+                return Err(ApiError::modified(info.group, info.resource, name));
+            }
+            let mut new = obj.clone();
+            strategy::prepare_update(info, &current, &mut new)?;
+            if dry_run {
+                return Ok(with_warnings(self.render_one(info, &new, ctx.output, StatusCode::OK), &warnings));
+            }
+            match self.store.update(info, &new, rev).await {
+                Ok(v) => {
+                    self.log_write(ctx, "update");
+                    return Ok(with_warnings(self.render_one(info, &v, ctx.output, StatusCode::OK), &warnings));
+                }
+                Err(StoreWriteError::Conflict) if precondition.is_none() => continue,
+                Err(StoreWriteError::Conflict) => {
+                    return Err(ApiError::modified(info.group, info.resource, name));
+                }
+                Err(StoreWriteError::Api(e)) => return Err(e),
+            }
+        }
+        Err(ApiError::modified(info.group, info.resource, name))
+    }
+
+    async fn patch(&self, ctx: &Ctx, ct: Option<String>, body: Bytes) -> Reply {
+        let info = ctx.p.info;
+        let name = ctx.name();
+        let dry_run = ctx.query.dry_run()?;
+        let kind = body_type(ct.as_deref())
+            .filter(|t| {
+                matches!(
+                    t,
+                    BodyType::MergePatch | BodyType::JsonPatch | BodyType::StrategicMergePatch | BodyType::ApplyPatch
+                )
+            })
+            .ok_or_else(|| ApiError::unsupported_media_type(ct.as_deref().unwrap_or_default(), ACCEPTED_PATCH_TYPES))?;
+        let patch: Value = match kind {
+            BodyType::ApplyPatch => decode_object(BodyType::Yaml, &body)?,
+            _ => serde_json::from_slice(&body).map_err(|e| {
+                ApiError::bad_request(format!("the patch could not be decoded as JSON: {}", json_error_position(&e)))
+            })?,
+        };
+        if kind == BodyType::ApplyPatch {
+            let manager = ctx.query.get("fieldManager").unwrap_or_default();
+            if manager.is_empty() {
+                return Err(ApiError::bad_request(
+                    "PATCH, with application/apply-patch+yaml, requires the fieldManager parameter",
+                ));
+            }
+            if ctx.query.get("force").is_some_and(|f| f != "true" && f != "false") {
+                return Err(ApiError::bad_request("force must be true or false"));
+            }
+        } else if kind != BodyType::JsonPatch && !patch.is_object() {
+            return Err(ApiError::bad_request("the patch must be a JSON object"));
+        }
+        for _ in 0..WRITE_ATTEMPTS {
+            let Some((current, rev)) = self.store.get(info, ctx.ns(), name).await? else {
+                if kind == BodyType::ApplyPatch {
+                    let mut obj = patch.clone();
+                    check_identity(info, &obj, ctx.ns(), name)?;
+                    strategy::metadata_mut(&mut obj).insert("name".into(), json!(name));
+                    let body = Bytes::from(obj.to_string());
+                    return self.create(ctx, Some("application/json".into()), body).await;
+                }
+                return Err(ApiError::not_found(info.group, info.resource, name));
+            };
+            let mut new = current.clone();
+            match kind {
+                BodyType::MergePatch => ward_api::patch::merge_patch(&mut new, &patch),
+                BodyType::JsonPatch => ward_api::patch::json_patch(&mut new, &patch)
+                    .map_err(|e| ApiError::invalid(info.group, info.kind, name, vec![ward_api::FieldError::invalid("", None, &e.to_string())]))?,
+                BodyType::StrategicMergePatch => ward_api::patch::strategic_merge_patch(&mut new, &patch, info.kind)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?,
+                _ => {
+                    check_identity(info, &patch, ctx.ns(), name)?;
+                    ward_api::patch::apply_patch(&mut new, &patch);
+                }
+            }
+            let warnings = check_body(info, &mut new, &ctx.query)?;
+            check_identity(info, &new, ctx.ns(), name)?;
+            let precondition = meta_str(&new, "resourceVersion");
+            if !precondition.is_empty() && precondition != rev.0.to_string() {
+                return Err(ApiError::modified(info.group, info.resource, name));
+            }
+            let conditional = patch.pointer("/metadata/resourceVersion").is_some();
+            strategy::prepare_update(info, &current, &mut new)?;
+            if dry_run {
+                return Ok(with_warnings(self.render_one(info, &new, ctx.output, StatusCode::OK), &warnings));
+            }
+            match self.store.update(info, &new, rev).await {
+                Ok(v) => {
+                    self.log_write(ctx, "patch");
+                    return Ok(with_warnings(self.render_one(info, &v, ctx.output, StatusCode::OK), &warnings));
+                }
+                Err(StoreWriteError::Conflict) if !conditional => continue,
+                Err(StoreWriteError::Conflict) => {
+                    return Err(ApiError::modified(info.group, info.resource, name));
+                }
+                Err(StoreWriteError::Api(e)) => return Err(e),
+            }
+        }
+        Err(ApiError::modified(info.group, info.resource, name))
+    }
+
+    async fn delete(self: &Arc<Self>, ctx: &Ctx, body: Bytes) -> Reply {
+        let info = ctx.p.info;
+        let name = ctx.name();
+        let opts = DeleteOptions::parse(&body, &ctx.query)?;
+        if info.kind == "Namespace" {
+            return self.delete_namespace(ctx, opts).await;
+        }
+        for _ in 0..WRITE_ATTEMPTS {
+            let (current, rev) = self
+                .store
+                .get(info, ctx.ns(), name)
+                .await?
+                .ok_or_else(|| ApiError::not_found(info.group, info.resource, name))?;
+            opts.check(info, &current, rev)?;
+            let uid = meta_str(&current, "uid").to_owned();
+            if opts.dry_run {
+                return Ok(object_response(StatusCode::OK, &ward_api::status::success_status(info.group, info.resource, name, Some(&uid)), Output::Json));
+            }
+            match self.store.delete(info, ctx.ns(), name, Some(rev)).await {
+                Ok(_) => {
+                    self.log_write(ctx, "delete");
+                    let s = ward_api::status::success_status(info.group, info.resource, name, Some(&uid));
+                    return Ok(object_response(StatusCode::OK, &s, Output::Json));
+                }
+                Err(StoreWriteError::Conflict) if !opts.conditional() => continue,
+                Err(StoreWriteError::Conflict) => {
+                    return Err(ApiError::modified(info.group, info.resource, name));
+                }
+                Err(StoreWriteError::Api(e)) => return Err(e),
+            }
+        }
+        Err(ApiError::modified(info.group, info.resource, name))
+    }
+
+    async fn delete_collection(&self, ctx: &Ctx, body: Bytes) -> Reply {
+        let info = ctx.p.info;
+        let opts = DeleteOptions::parse(&body, &ctx.query)?;
+        let filter = watch::Filter::from_query(info, &ctx.query)?;
+        let page = self.store.list(info, ctx.ns(), None, 0, None).await?;
+        let mut deleted = Vec::new();
+        for obj in page.items.into_iter().filter(|o| filter.matches(o)) {
+            if !opts.dry_run {
+                let rev = Revision(meta_str(&obj, "resourceVersion").parse().unwrap_or_default());
+                match self.store.delete(info, Some(meta_str(&obj, "namespace")), meta_str(&obj, "name"), Some(rev)).await {
+                    Ok(_) => {}
+                    Err(StoreWriteError::Conflict) => continue,
+                    Err(StoreWriteError::Api(e)) if e.code == 404 => continue,
+                    Err(StoreWriteError::Api(e)) => return Err(e),
+                }
+            }
+            deleted.push(obj);
+        }
+        self.log_write(ctx, "deletecollection");
+        let list = json!({"kind": info.list_kind(), "apiVersion": info.api_version(),
+                          "metadata": {"resourceVersion": page.revision.0.to_string()}, "items": deleted});
+        Ok(object_response(StatusCode::OK, &list, ctx.output))
+    }
+
+    // === namespaces ===
+
+    async fn ensure_namespace_accepts(&self, info: &ResourceInfo, ns: &str, name: &str) -> Result<(), ApiError> {
+        let ns_info = namespaces();
+        let Some((obj, _)) = self.store.get(ns_info, None, ns).await? else {
+            return Err(ApiError::not_found("", "namespaces", ns));
+        };
+        if obj.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating") {
+            return Err(ApiError::forbidden(
+                info.group,
+                info.resource,
+                name,
+                &format!("unable to create new content in namespace {ns} because it is being terminated"),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn delete_namespace(self: &Arc<Self>, ctx: &Ctx, opts: DeleteOptions) -> Reply {
+        let info = ctx.p.info;
+        let name = ctx.name();
+        if SYSTEM_NAMESPACES.contains(&name) {
+            return Err(ApiError::forbidden("", "namespaces", name, "this namespace may not be deleted"));
+        }
+        for _ in 0..WRITE_ATTEMPTS {
+            let (mut current, rev) = self
+                .store
+                .get(info, None, name)
+                .await?
+                .ok_or_else(|| ApiError::not_found(info.group, info.resource, name))?;
+            opts.check(info, &current, rev)?;
+            if current.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating") {
+                return Ok(object_response(StatusCode::OK, &current, ctx.output));
+            }
+            if opts.dry_run {
+                return Ok(object_response(StatusCode::OK, &current, ctx.output));
+            }
+            strategy::metadata_mut(&mut current)
+                .insert("deletionTimestamp".into(), json!(table::rfc3339(SystemTime::now())));
+            current["status"] = json!({"phase": "Terminating"});
+            match self.store.update(info, &current, rev).await {
+                Ok(v) => {
+                    self.log_write(ctx, "delete");
+                    self.spawn_namespace_finalizer(name.to_owned());
+                    return Ok(object_response(StatusCode::OK, &v, ctx.output));
+                }
+                Err(StoreWriteError::Conflict) => continue,
+                Err(StoreWriteError::Api(e)) => return Err(e),
+            }
+        }
+        Err(ApiError::modified(info.group, info.resource, name))
+    }
+
+    /// Finishes deletions of namespaces left `Terminating` by an earlier run.
+    pub(crate) fn resume_namespace_deletions(self: &Arc<Self>) {
+        let app = self.clone();
+        tokio::spawn(async move {
+            match app.store.list(namespaces(), None, None, 0, None).await {
+                Ok(page) => {
+                    for ns in page.items {
+                        if ns.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating") {
+                            app.spawn_namespace_finalizer(meta_str(&ns, "name").to_owned());
+                        }
+                    }
+                }
+                Err(e) => warn!(error = %e, "could not list namespaces to resume deletions"),
+            }
+        });
+    }
+
+    /// Deletes everything in namespace `ns`, then the namespace itself.
+    fn spawn_namespace_finalizer(self: &Arc<Self>, ns: String) {
+        let app = self.clone();
+        tokio::spawn(async move {
+            for attempt in 0..50u64 {
+                match app.finalize_namespace(&ns).await {
+                    Ok(()) => {
+                        info!(namespace = %ns, "namespace deleted");
+                        return;
+                    }
+                    Err(e) => {
+                        warn!(namespace = %ns, error = %e, "namespace deletion incomplete; retrying");
+                        tokio::time::sleep(Duration::from_millis(200 * (attempt + 1).min(25))).await;
+                    }
+                }
+            }
+        });
+    }
+
+    async fn finalize_namespace(&self, ns: &str) -> Result<(), ApiError> {
+        for info in RESOURCES.iter().filter(|r| r.namespaced) {
+            let page = self.store.list(info, Some(ns), None, 0, None).await?;
+            for obj in page.items {
+                match self.store.delete(info, Some(ns), meta_str(&obj, "name"), None).await {
+                    Ok(_) => {}
+                    Err(StoreWriteError::Api(e)) if e.code == 404 => {}
+                    Err(StoreWriteError::Api(e)) => return Err(e),
+                    Err(StoreWriteError::Conflict) => return Err(ApiError::modified(info.group, info.resource, ns)),
+                }
+            }
+        }
+        match self.store.delete(namespaces(), None, ns, None).await {
+            Ok(_) => Ok(()),
+            Err(StoreWriteError::Api(e)) if e.code == 404 => Ok(()),
+            Err(StoreWriteError::Api(e)) => Err(e),
+            Err(StoreWriteError::Conflict) => Err(ApiError::modified("", "namespaces", ns)),
+        }
+    }
+
+    fn log_write(&self, ctx: &Ctx, verb: &str) {
+        info!(user = %ctx.user.username, verb, resource = ctx.p.info.resource,
+              namespace = ctx.ns().unwrap_or_default(), name = ctx.p.name.as_deref().unwrap_or_default(),
+              "object written");
+    }
+}
+
+/// What one resource request carries.
+struct Ctx {
+    p: ResourcePath,
+    query: Query,
+    output: Output,
+    user: UserInfo,
+    #[allow(dead_code)] // kept for audit and RBAC, which come next
+    verb: &'static str,
+}
+
+impl Ctx {
+    fn ns(&self) -> Option<&str> {
+        if self.p.info.namespaced { self.p.namespace.as_deref() } else { None }
+    }
+
+    fn name(&self) -> &str {
+        self.p.name.as_deref().unwrap_or_default()
+    }
+}
+
+fn namespaces() -> &'static ResourceInfo {
+    // The table in ward_api::resources always holds namespaces; a test checks it.
+    RESOURCES.iter().find(|r| r.kind == "Namespace").unwrap_or(&RESOURCES[0])
+}
+
+/// Parsed `DeleteOptions` (body or query).
+struct DeleteOptions {
+    dry_run: bool,
+    uid: Option<String>,
+    resource_version: Option<Revision>,
+}
+
+impl DeleteOptions {
+    fn parse(body: &[u8], query: &Query) -> Result<Self, ApiError> {
+        let mut dry_run = query.dry_run()?;
+        let mut uid = None;
+        let mut resource_version = None;
+        if !body.iter().all(u8::is_ascii_whitespace) {
+            let v: Value = serde_json::from_slice(body)
+                .or_else(|_| serde_saphyr::from_slice(body))
+                .map_err(|_| ApiError::bad_request("the DeleteOptions body could not be decoded"))?;
+            if !v.is_object() {
+                return Err(ApiError::bad_request("the DeleteOptions body must be an object"));
+            }
+            match v.get("dryRun") {
+                None | Some(Value::Null) => {}
+                Some(Value::Array(a)) if a.is_empty() => {}
+                Some(Value::Array(a)) if a.len() == 1 && a[0] == "All" => dry_run = true,
+                Some(_) => return Err(ApiError::bad_request("Invalid dryRun value: supported values: \"All\"")),
+            }
+            if let Some(p) = v.get("propagationPolicy").and_then(Value::as_str) {
+                if !["Orphan", "Background", "Foreground"].contains(&p) {
+                    return Err(ApiError::bad_request(format!("unsupported propagationPolicy {p:?}")));
+                }
+            }
+            uid = v.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_owned);
+            if let Some(rv) = v.pointer("/preconditions/resourceVersion").and_then(Value::as_str) {
+                resource_version = Some(parse_rv(rv)?);
+            }
+        }
+        Ok(DeleteOptions { dry_run, uid, resource_version })
+    }
+
+    fn conditional(&self) -> bool {
+        self.uid.is_some() || self.resource_version.is_some()
+    }
+
+    fn check(&self, info: &ResourceInfo, obj: &Value, rev: Revision) -> Result<(), ApiError> {
+        let name = meta_str(obj, "name");
+        if let Some(uid) = &self.uid {
+            let actual = meta_str(obj, "uid");
+            if uid != actual {
+                return Err(ApiError::conflict(info.group, info.resource, name, &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
+                )));
+            }
+        }
+        if let Some(want) = self.resource_version {
+            if want != rev {
+                return Err(ApiError::conflict(info.group, info.resource, name, &format!(
+                    "Precondition failed: ResourceVersion in precondition: {}, ResourceVersion in object meta: {}",
+                    want.0, rev.0
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_rv(rv: &str) -> Result<Revision, ApiError> {
+    rv.parse::<u64>()
+        .map(Revision)
+        .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))
+}
+
+/// Reads the body (at most [`MAX_BODY_BYTES`]) and its content type.
+async fn read_body(req: Request<Incoming>) -> Result<(Option<String>, Bytes), ApiError> {
+    let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    if let Some(len) = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()) {
+        if len > MAX_BODY_BYTES {
+            return Err(ApiError::too_large(MAX_BODY_BYTES));
+        }
+    }
+    let collected = Limited::new(req.into_body(), MAX_BODY_BYTES).collect().await.map_err(|e| {
+        if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            ApiError::too_large(MAX_BODY_BYTES)
+        } else {
+            ApiError::bad_request("the request body could not be read")
+        }
+    })?;
+    Ok((ct, collected.to_bytes()))
+}
+
+/// Position of a JSON syntax error, without any of the input.
+fn json_error_position(e: &serde_json::Error) -> String {
+    format!("{:?} error at line {} column {}", e.classify(), e.line(), e.column())
+}
+
+/// Decodes a request body into a JSON object. Error messages never quote the body.
+fn decode_object(kind: BodyType, body: &[u8]) -> Result<Value, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request("the request body is empty"));
+    }
+    let v: Value = match kind {
+        BodyType::Protobuf => ward_api::protobuf::decode(body)
+            .map_err(|e| ApiError::bad_request(format!("the protobuf body could not be decoded: {e}")))?,
+        BodyType::Yaml | BodyType::ApplyPatch => match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(_) => serde_saphyr::from_slice(body).map_err(|_| {
+                ApiError::bad_request("the body could not be decoded as YAML or JSON")
+            })?,
+        },
+        _ => serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!("the body could not be decoded as JSON: {}", json_error_position(&e)))
+        })?,
+    };
+    if !v.is_object() {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    }
+    Ok(v)
+}
+
+/// Checks apiVersion/kind against the URL and known fields against the kind's schema, applying
+/// `fieldValidation`. `Ok` holds the warnings to send.
+fn check_body(info: &ResourceInfo, obj: &mut Value, query: &Query) -> Result<Vec<String>, ApiError> {
+    let fv = FieldValidation::parse(query.get("fieldValidation").unwrap_or_default()).ok_or_else(|| {
+        ApiError::bad_request("fieldValidation must be one of Ignore, Warn or Strict")
+    })?;
+    if let Some(kind) = obj.get("kind").and_then(Value::as_str).filter(|k| !k.is_empty()) {
+        if kind != info.kind {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the body ({kind}) does not match the kind of the URL ({})",
+                info.kind
+            )));
+        }
+    }
+    if let Some(av) = obj.get("apiVersion").and_then(Value::as_str).filter(|k| !k.is_empty()) {
+        if av != info.api_version() {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the body ({av}) does not match the expected API version ({})",
+                info.api_version()
+            )));
+        }
+    }
+    let Some(report) = schema::check(info.kind, obj) else { return Ok(Vec::new()) };
+    if !report.type_errors.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "{} in body could not be decoded: {}",
+            info.kind,
+            report.type_errors.join("; ")
+        )));
+    }
+    let unknown: Vec<String> = report.unknown.iter().map(|f| format!("unknown field {f:?}")).collect();
+    match fv {
+        FieldValidation::Strict if !unknown.is_empty() => {
+            Err(ApiError::bad_request(format!("strict decoding error: {}", unknown.join(", "))))
+        }
+        FieldValidation::Warn => Ok(unknown),
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// The body's name and namespace must match the URL (an empty body name takes the URL's).
+fn check_identity(info: &ResourceInfo, obj: &Value, ns: Option<&str>, name: &str) -> Result<(), ApiError> {
+    let body_name = meta_str(obj, "name");
+    if !body_name.is_empty() && body_name != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    let body_ns = meta_str(obj, "namespace");
+    if info.namespaced && !body_ns.is_empty() && Some(body_ns) != ns {
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
+    }
+    Ok(())
+}
+
+fn with_warnings(mut resp: Response<Body>, warnings: &[String]) -> Response<Body> {
+    for w in warnings {
+        let text = format!("299 - {}", Value::String(w.clone()));
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
+    resp
+}

@@ -1,0 +1,126 @@
+//! `ward serve`: a Kubernetes-API-compatible HTTPS server for Secrets, ConfigMaps and Namespaces.
+//!
+//! A request flows: TLS (rustls, ring) → authentication → routing → body decoding (JSON, YAML,
+//! Kubernetes protobuf) → per-kind strategy (`ward_api::strategy`) → storage codec (kube-apiserver
+//! bytes) → encryption transformer (`ward_crypto`) → revisioned storage (`ward_storage`). Replies
+//! are JSON, YAML or `Table`; every error is a Kubernetes `Status`.
+//!
+//! This crate maps domain errors to HTTP in one place ([`error`]); it never logs request bodies.
+
+mod api;
+mod bootstrap;
+mod discovery;
+mod error;
+mod http;
+mod request;
+mod store;
+mod watch;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+pub use http::ServerHandle;
+
+/// Options of `ward serve`, named as kube-apiserver names its flags.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// Where the store, PKI, admin credential and generated keys live.
+    pub data_dir: PathBuf,
+    /// The address to listen on (`--bind-address`).
+    pub bind_address: IpAddr,
+    /// The HTTPS port (`--secure-port`); 0 picks a free port.
+    pub secure_port: u16,
+    /// Extra subject alternative names for the serving certificate (`--tls-san`).
+    pub tls_sans: Vec<String>,
+    /// kube-apiserver's EncryptionConfiguration file (`--encryption-provider-config`); `None`
+    /// uses the one generated in the data directory on first start.
+    pub encryption_provider_config: Option<PathBuf>,
+    /// How many revisions of history the store keeps for watches.
+    pub history_revisions: usize,
+}
+
+/// Errors that stop the server from starting or running.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// A configuration file or flag is wrong.
+    #[error("{0}")]
+    Config(String),
+    /// A file or socket operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or address involved.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store could not be opened.
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+impl ServeError {
+    pub(crate) fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        ServeError::Io { path: path.as_ref().display().to_string(), source }
+    }
+}
+
+/// Starts the server and returns once it listens. The handle tells the address and stops it.
+///
+/// `Err` when the data directory, certificates, encryption config or store cannot be prepared,
+/// or the address cannot be bound.
+pub async fn start(opts: ServeOptions) -> Result<ServerHandle, ServeError> {
+    let dir = opts.data_dir.clone();
+    let sans = opts.tls_sans.clone();
+    let enc = opts.encryption_provider_config.clone();
+    let boot = tokio::task::spawn_blocking(move || bootstrap::prepare(&dir, &sans, enc.as_deref()))
+        .await
+        .map_err(|e| ServeError::Config(format!("start-up task failed: {e}")))??;
+
+    let config = ward_crypto::load_encryption_config(&boot.encryption_config)
+        .map_err(|e| ServeError::Config(e.to_string()))?;
+    let transformers = ward_crypto::Transformers::from_config(config)
+        .map_err(|e| ServeError::Config(e.to_string()))?;
+    for res in ["secrets", "configmaps"] {
+        let t = transformers.for_resource("", res);
+        if t.provider_name() == "identity" {
+            warn!(resource = res, "encryption at rest is OFF for this resource (identity provider)");
+        } else {
+            info!(resource = res, provider = t.provider_name(), "encryption at rest");
+        }
+    }
+
+    let db_path = boot.db_path.clone();
+    let history = opts.history_revisions;
+    let storage = tokio::task::spawn_blocking(move || {
+        ward_storage_redb::RedbStorage::open(&db_path, ward_storage_redb::RedbOptions {
+            history,
+            ..Default::default()
+        })
+    })
+    .await
+    .map_err(|e| ServeError::Storage(format!("open task failed: {e}")))?
+    .map_err(|e| ServeError::Storage(e.to_string()))?;
+
+    let store = store::ObjectStore::new(Arc::new(storage), transformers);
+    store.ensure_default_namespaces().await.map_err(|e| ServeError::Storage(e.to_string()))?;
+
+    let addr = SocketAddr::new(opts.bind_address, opts.secure_port);
+    let handle = http::listen(addr, &boot, store).await?;
+    let host = match opts.bind_address {
+        a if a.is_unspecified() => "127.0.0.1".to_owned(),
+        IpAddr::V6(a) => format!("[{a}]"),
+        a => a.to_string(),
+    };
+    let url = format!("https://{host}:{}", handle.local_addr().port());
+    bootstrap::write_kubeconfig(&boot, &url)?;
+    if boot.first_start {
+        info!(data_dir = %opts.data_dir.display(), "first start: created CA, admin credential and encryption key");
+    }
+    info!(%url, kubeconfig = %boot.kubeconfig.display(), "ward serve is listening");
+    Ok(handle)
+}

@@ -1,0 +1,279 @@
+//! Objects over the storage contract: keys as kube-apiserver lays them out, values as it writes
+//! them (`k8s\0` + protobuf), passed through the encryption transformer with the key as AAD.
+//!
+//! `resourceVersion` is never stored: it is the key's `mod_revision`, set on the way out.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde_json::{Value, json};
+use tracing::{error, warn};
+use ward_api::ApiError;
+use ward_api::resources::{self, ResourceInfo};
+use ward_api::strategy;
+use ward_crypto::Transformers;
+use ward_storage::{KeyValue, RangeRequest, Revision, Storage, StorageError};
+
+/// Namespaces that always exist and cannot be deleted.
+pub(crate) const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
+
+/// Typed access to stored objects.
+#[derive(Clone)]
+pub(crate) struct ObjectStore {
+    pub(crate) storage: Arc<dyn Storage>,
+    transformers: Arc<Transformers>,
+}
+
+/// One page of a list.
+pub(crate) struct ListPage {
+    pub(crate) items: Vec<Value>,
+    pub(crate) revision: Revision,
+    /// The last key examined, when more keys remain.
+    pub(crate) continue_key: Option<String>,
+    pub(crate) remaining: u64,
+}
+
+impl ObjectStore {
+    pub(crate) fn new(storage: Arc<dyn Storage>, transformers: Transformers) -> Self {
+        ObjectStore { storage, transformers: Arc::new(transformers) }
+    }
+
+    /// Encodes and encrypts `obj` for `key`.
+    pub(crate) fn encode(
+        &self,
+        info: &ResourceInfo,
+        key: &str,
+        obj: &Value,
+    ) -> Result<Vec<u8>, ApiError> {
+        let mut obj = obj.clone();
+        if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+        }
+        let plain = ward_api::protobuf::encode(&obj).map_err(|e| {
+            error!(key, error = %e, "encoding an object for storage failed");
+            ApiError::internal("unable to encode the object for storage")
+        })?;
+        self.transformers.for_resource(info.group, info.resource).to_storage(&plain, key.as_bytes()).map_err(
+            |e| {
+                error!(key, error = %e, "encrypting an object failed");
+                ApiError::internal("unable to transform the object for storage")
+            },
+        )
+    }
+
+    /// Decrypts and decodes a stored key-value, setting `metadata.resourceVersion` to `rv`.
+    pub(crate) fn decode(
+        &self,
+        info: &ResourceInfo,
+        kv: &KeyValue,
+        rv: Revision,
+    ) -> Result<Value, ApiError> {
+        let key = String::from_utf8_lossy(&kv.key);
+        let decrypted = self
+            .transformers
+            .for_resource(info.group, info.resource)
+            .from_storage(&kv.value, &kv.key)
+            .map_err(|e| {
+                error!(key = %key, error = %e, "decrypting a stored object failed");
+                ApiError::internal(format!("unable to transform key {key:?} from storage"))
+            })?;
+        let mut obj = ward_api::protobuf::decode(&decrypted.plaintext).map_err(|e| {
+            error!(key = %key, error = %e, "decoding a stored object failed");
+            ApiError::internal(format!("unable to decode key {key:?} from storage"))
+        })?;
+        strategy::metadata_mut(&mut obj).insert("resourceVersion".into(), json!(rv.0.to_string()));
+        Ok(obj)
+    }
+
+    pub(crate) async fn get(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<(Value, Revision)>, ApiError> {
+        let key = info.key(namespace, name);
+        match self.storage.get(key.as_bytes()).await {
+            Ok(Some(kv)) => {
+                let rev = kv.mod_revision;
+                Ok(Some((self.decode(info, &kv, rev)?, rev)))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(storage_error(info, name, e)),
+        }
+    }
+
+    /// Reads up to `limit` keys (0 = all) after `start_after`, at `revision` (None = current).
+    pub(crate) async fn list(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        start_after: Option<String>,
+        limit: usize,
+        revision: Option<Revision>,
+    ) -> Result<ListPage, ApiError> {
+        let prefix = info.key_prefix(namespace);
+        let page = self
+            .storage
+            .range(RangeRequest {
+                prefix: prefix.clone().into_bytes(),
+                start_after: start_after.map(String::into_bytes),
+                limit,
+                revision,
+            })
+            .await
+            .map_err(|e| storage_error(info, "", e))?;
+        let mut items = Vec::with_capacity(page.kvs.len());
+        for kv in &page.kvs {
+            items.push(self.decode(info, kv, kv.mod_revision)?);
+        }
+        let continue_key = if page.more {
+            page.kvs.last().map(|kv| String::from_utf8_lossy(&kv.key).into_owned())
+        } else {
+            None
+        };
+        Ok(ListPage { items, revision: page.revision, continue_key, remaining: page.remaining })
+    }
+
+    pub(crate) async fn create(&self, info: &ResourceInfo, obj: &Value) -> Result<Value, ApiError> {
+        let ns = strategy::meta_str(obj, "namespace");
+        let name = strategy::meta_str(obj, "name");
+        let key = info.key(Some(ns), name);
+        let value = self.encode(info, &key, obj)?;
+        let kv = self
+            .storage
+            .create(key.as_bytes(), value)
+            .await
+            .map_err(|e| storage_error(info, name, e))?;
+        let mut out = obj.clone();
+        strategy::metadata_mut(&mut out)
+            .insert("resourceVersion".into(), json!(kv.mod_revision.0.to_string()));
+        Ok(out)
+    }
+
+    pub(crate) async fn update(
+        &self,
+        info: &ResourceInfo,
+        obj: &Value,
+        expected: Revision,
+    ) -> Result<Value, StoreWriteError> {
+        let ns = strategy::meta_str(obj, "namespace");
+        let name = strategy::meta_str(obj, "name");
+        let key = info.key(Some(ns), name);
+        let value = self.encode(info, &key, obj).map_err(StoreWriteError::Api)?;
+        match self.storage.update(key.as_bytes(), value, expected).await {
+            Ok(kv) => {
+                let mut out = obj.clone();
+                strategy::metadata_mut(&mut out)
+                    .insert("resourceVersion".into(), json!(kv.mod_revision.0.to_string()));
+                Ok(out)
+            }
+            Err(StorageError::Conflict { .. }) => Err(StoreWriteError::Conflict),
+            Err(e) => Err(StoreWriteError::Api(storage_error(info, name, e))),
+        }
+    }
+
+    pub(crate) async fn delete(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        expected: Option<Revision>,
+    ) -> Result<Value, StoreWriteError> {
+        let key = info.key(namespace, name);
+        match self.storage.delete(key.as_bytes(), expected).await {
+            Ok(kv) => self.decode(info, &kv, kv.mod_revision).map_err(StoreWriteError::Api),
+            Err(StorageError::Conflict { .. }) => Err(StoreWriteError::Conflict),
+            Err(e) => Err(StoreWriteError::Api(storage_error(info, name, e))),
+        }
+    }
+
+    /// Creates `default`, `kube-system` and `kube-public` when missing.
+    pub(crate) async fn ensure_default_namespaces(&self) -> Result<(), ApiError> {
+        let Some(info) = resources::lookup("", "v1", "namespaces") else {
+            return Err(ApiError::internal("namespaces are not registered"));
+        };
+        for ns in SYSTEM_NAMESPACES {
+            if self.get(info, None, ns).await?.is_some() {
+                continue;
+            }
+            let mut obj = json!({"metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}});
+            let now = ward_api::table::rfc3339(SystemTime::now());
+            strategy::fill_create_metadata(info, &mut obj, None, &uuid::Uuid::new_v4().to_string(), &now)?;
+            strategy::prepare_create(info, &mut obj)?;
+            match self.create(info, &obj).await {
+                Ok(_) => {}
+                Err(e) if e.code == 409 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A write that failed.
+pub(crate) enum StoreWriteError {
+    /// The stored revision differs from the expected one.
+    Conflict,
+    /// Any other failure, as a Status.
+    Api(ApiError),
+}
+
+/// Maps a storage error to a `Status`, in one place.
+pub(crate) fn storage_error(info: &ResourceInfo, name: &str, e: StorageError) -> ApiError {
+    match e {
+        StorageError::AlreadyExists { .. } => ApiError::already_exists(info.group, info.resource, name),
+        StorageError::NotFound => ApiError::not_found(info.group, info.resource, name),
+        StorageError::Conflict { .. } => ApiError::modified(info.group, info.resource, name),
+        StorageError::Compacted { requested, compacted } => ApiError::expired(format!(
+            "too old resource version: {} ({})",
+            requested.0, compacted.0
+        )),
+        StorageError::FutureRevision { requested, current } => ApiError::unavailable(format!(
+            "Too large resource version: {}, current: {}",
+            requested.0, current.0
+        )),
+        StorageError::Closed => ApiError::unavailable("storage is shutting down"),
+        other => {
+            warn!(error = %other, "storage failure");
+            ApiError::internal("storage failure")
+        }
+    }
+}
+
+/// A `continue` token, shaped like kube-apiserver's (base64 JSON with `rv` and `start`).
+pub(crate) fn encode_continue(rev: Revision, last_key: &str, prefix: &str) -> String {
+    let start = format!("{}\u{0000}", last_key.strip_prefix(prefix).unwrap_or(last_key));
+    B64.encode(json!({"v": "meta.k8s.io/v1", "rv": rev.0, "start": start}).to_string())
+}
+
+/// Decodes a `continue` token into (revision, key to start after). `Err` 400 when malformed.
+pub(crate) fn decode_continue(token: &str, prefix: &str) -> Result<(Revision, String), ApiError> {
+    let bad = || ApiError::bad_request("continue key is not valid: the token is malformed");
+    let bytes = B64.decode(token.as_bytes()).map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    let rv = v.get("rv").and_then(Value::as_u64).ok_or_else(bad)?;
+    let start = v.get("start").and_then(Value::as_str).ok_or_else(bad)?;
+    let start = start.strip_suffix('\u{0000}').unwrap_or(start);
+    if start.contains("..") || start.starts_with('/') {
+        return Err(bad());
+    }
+    Ok((Revision(rv), format!("{prefix}{start}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continue_tokens_round_trip() {
+        let t = encode_continue(Revision(42), "/registry/secrets/default/b", "/registry/secrets/");
+        let (rv, key) = decode_continue(&t, "/registry/secrets/").expect("valid");
+        assert_eq!(rv, Revision(42));
+        assert_eq!(key, "/registry/secrets/default/b");
+        assert!(decode_continue("!!", "/p/").is_err());
+        let evil = B64.encode(r#"{"rv":1,"start":"../x"}"#);
+        assert!(decode_continue(&evil, "/p/").is_err());
+    }
+}

@@ -1,0 +1,308 @@
+//! Watch: a stream of `{"type": ..., "object": ...}` JSON lines, from a storage watch.
+//!
+//! Semantics follow kube-apiserver:
+//! - no `resourceVersion` (or `"0"`), or `sendInitialEvents=true`: synthetic `ADDED` events for
+//!   every current object, then changes after the list's revision;
+//! - `resourceVersion=N`: changes after N; N older than the kept history gives an `ERROR` event
+//!   with a 410 `Expired` Status, and clients relist;
+//! - selectors filter per event; an object that stops matching is sent as `DELETED`, one that
+//!   starts matching as `ADDED`;
+//! - `allowWatchBookmarks=true`: periodic `BOOKMARK`s carrying the last revision sent;
+//! - the stream ends after `timeoutSeconds` (default 30 min) or on shutdown.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+use ward_api::ApiError;
+use ward_api::resources::ResourceInfo;
+use ward_api::selector::{FieldSelector, LabelSelector};
+use ward_api::strategy::meta_str;
+use ward_api::table;
+use ward_storage::{EventKind, Revision, StorageError, WatchItem};
+
+use crate::http::Body;
+use crate::request::{Output, Query, ResourcePath};
+use crate::store::{ObjectStore, storage_error};
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+const BOOKMARK_EVERY: Duration = Duration::from_secs(30);
+const CHANNEL_DEPTH: usize = 64;
+
+/// Label and field selectors of a list or watch.
+pub(crate) struct Filter {
+    label: Option<LabelSelector>,
+    field: Option<FieldSelector>,
+}
+
+impl Filter {
+    /// Parses `labelSelector` and `fieldSelector`. `Err` 400 on bad syntax or unsupported fields.
+    pub(crate) fn from_query(info: &ResourceInfo, query: &Query) -> Result<Self, ApiError> {
+        let label = match query.get("labelSelector").filter(|s| !s.trim().is_empty()) {
+            Some(s) => Some(
+                LabelSelector::parse(s)
+                    .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
+            ),
+            None => None,
+        };
+        let field = match query.get("fieldSelector").filter(|s| !s.trim().is_empty()) {
+            Some(s) => {
+                let f = FieldSelector::parse(s).map_err(|e| {
+                    ApiError::bad_request(format!("invalid field selector: {e}"))
+                })?;
+                f.validate_fields(&info.selectable_fields())
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                Some(f)
+            }
+            None => None,
+        };
+        Ok(Filter { label, field })
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.label.is_none() && self.field.is_none()
+    }
+
+    /// Whether `obj` passes both selectors.
+    pub(crate) fn matches(&self, obj: &Value) -> bool {
+        if let Some(l) = &self.label {
+            let labels: BTreeMap<String, String> = obj
+                .pointer("/metadata/labels")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !l.matches(&labels) {
+                return false;
+            }
+        }
+        if let Some(f) = &self.field {
+            let get = |field: &str| -> Option<String> {
+                let v = match field {
+                    "metadata.name" => obj.pointer("/metadata/name"),
+                    "metadata.namespace" => obj.pointer("/metadata/namespace"),
+                    "type" => obj.get("type"),
+                    "status.phase" => obj.pointer("/status/phase"),
+                    _ => None,
+                };
+                Some(v.and_then(Value::as_str).unwrap_or_default().to_owned())
+            };
+            if !f.matches(get) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Starts a watch and returns the streaming reply.
+pub(crate) async fn serve(
+    store: &ObjectStore,
+    shutdown: watch::Receiver<bool>,
+    p: &ResourcePath,
+    query: &Query,
+    output: Output,
+) -> Result<Response<Body>, ApiError> {
+    let info = p.info;
+    let ns = if info.namespaced { p.namespace.clone() } else { None };
+    let filter = Filter::from_query(info, query)?;
+    let timeout = query.number("timeoutSeconds")?.map_or(DEFAULT_TIMEOUT, Duration::from_secs);
+    let bookmarks = query.flag("allowWatchBookmarks") && !matches!(output, Output::Table(_));
+    let send_initial = query.get("sendInitialEvents").map(|v| v == "true");
+    let rv = query.get("resourceVersion").filter(|r| !r.is_empty() && *r != "0");
+
+    let mut initial = Vec::new();
+    let start = match (rv, send_initial) {
+        (Some(rv), None | Some(false)) => Revision(rv.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!("invalid resource version: {rv:?}"))
+        })?),
+        _ => {
+            let page = store.list(info, ns.as_deref(), None, 0, None).await?;
+            initial = page.items.into_iter().filter(|o| filter.matches(o)).collect();
+            page.revision
+        }
+    };
+    let prefix = info.key_prefix(ns.as_deref());
+    let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
+    let mut enc = Encoder { info, output, columns_sent: false };
+    match store.storage.watch(prefix.as_bytes(), start).await {
+        Ok(stream) => {
+            let store = store.clone();
+            let mut state = Stream { info, store, filter, tx, enc, last: start, bookmarks };
+            tokio::spawn(async move {
+                state.run(stream, initial, send_initial == Some(true), timeout, shutdown).await;
+            });
+        }
+        Err(e @ StorageError::Compacted { .. }) => {
+            let status = storage_error(info, "", e).to_status();
+            let line = enc.line("ERROR", &status);
+            let _ = tx.try_send(line);
+            drop(tx);
+        }
+        Err(e) => return Err(storage_error(info, "", e)),
+    }
+    let body = StreamBody::new(
+        futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|b| (Ok::<_, std::io::Error>(Frame::data(b)), rx))
+        }),
+    );
+    let body = BodyExt::boxed(body);
+    let mut resp = Response::new(body);
+    *resp.status_mut() = StatusCode::OK;
+    let ctype = match output {
+        Output::Table(_) => "application/json;as=Table;v=v1;g=meta.k8s.io",
+        _ => "application/json",
+    };
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    Ok(resp)
+}
+
+/// Encodes watch events in the negotiated form.
+struct Encoder {
+    info: &'static ResourceInfo,
+    output: Output,
+    columns_sent: bool,
+}
+
+impl Encoder {
+    fn line(&mut self, kind: &str, obj: &Value) -> Bytes {
+        let object = match self.output {
+            Output::Table(include) if kind != "ERROR" && kind != "BOOKMARK" => {
+                let meta = json!({"resourceVersion": meta_str(obj, "resourceVersion")});
+                let with_columns = !self.columns_sent;
+                self.columns_sent = true;
+                table::table(self.info, std::slice::from_ref(obj), meta, include, with_columns, SystemTime::now())
+            }
+            Output::PartialMetadata if kind != "ERROR" && kind != "BOOKMARK" => {
+                table::partial_metadata(obj)
+            }
+            _ => obj.clone(),
+        };
+        let mut s = json!({"type": kind, "object": object}).to_string();
+        s.push('\n');
+        Bytes::from(s)
+    }
+}
+
+/// One running watch.
+struct Stream {
+    info: &'static ResourceInfo,
+    store: ObjectStore,
+    filter: Filter,
+    tx: mpsc::Sender<Bytes>,
+    enc: Encoder,
+    last: Revision,
+    bookmarks: bool,
+}
+
+impl Stream {
+    async fn send(&mut self, kind: &str, obj: &Value) -> bool {
+        let line = self.enc.line(kind, obj);
+        self.tx.send(line).await.is_ok()
+    }
+
+    async fn bookmark(&mut self, initial_end: bool) -> bool {
+        let mut meta = json!({"resourceVersion": self.last.0.to_string()});
+        if initial_end {
+            meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        let obj = json!({"kind": self.info.kind, "apiVersion": self.info.api_version(), "metadata": meta});
+        self.send("BOOKMARK", &obj).await
+    }
+
+    async fn run(
+        &mut self,
+        mut stream: ward_storage::WatchStream,
+        initial: Vec<Value>,
+        initial_end_bookmark: bool,
+        timeout: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        for obj in &initial {
+            if !self.send("ADDED", obj).await {
+                return;
+            }
+        }
+        if initial_end_bookmark && self.bookmarks && !self.bookmark(true).await {
+            return;
+        }
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut ticker = tokio::time::interval(BOOKMARK_EVERY);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                _ = &mut deadline => return,
+                _ = shutdown.changed() => return,
+                _ = self.tx.closed() => return,
+                _ = ticker.tick() => {
+                    if self.bookmarks && !self.bookmark(false).await {
+                        return;
+                    }
+                }
+                item = stream.next() => match item {
+                    None => return,
+                    Some(Ok(WatchItem::Progress(rev))) => self.last = self.last.max(rev),
+                    Some(Ok(WatchItem::Event(ev))) => {
+                        self.last = self.last.max(ev.kv.mod_revision);
+                        if !self.event(ev).await {
+                            return;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        let status = storage_error(self.info, "", e).to_status();
+                        let _ = self.send("ERROR", &status).await;
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends one storage event, translated through the selectors. False when the stream must end.
+    async fn event(&mut self, ev: ward_storage::Event) -> bool {
+        let rev = ev.kv.mod_revision;
+        let new = match self.store.decode(self.info, &ev.kv, rev) {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = self.send("ERROR", &e.to_status()).await;
+                return false;
+            }
+        };
+        match ev.kind {
+            EventKind::Delete => {
+                if self.filter.matches(&new) {
+                    return self.send("DELETED", &new).await;
+                }
+                true
+            }
+            EventKind::Put => {
+                let now = self.filter.matches(&new);
+                let before = match (&ev.prev, self.filter.is_empty()) {
+                    (None, _) => false,
+                    (Some(_), true) => true,
+                    (Some(prev), false) => self
+                        .store
+                        .decode(self.info, prev, prev.mod_revision)
+                        .map(|o| self.filter.matches(&o))
+                        .unwrap_or(false),
+                };
+                match (before, now) {
+                    (true, true) => self.send("MODIFIED", &new).await,
+                    (false, true) => self.send("ADDED", &new).await,
+                    (true, false) => self.send("DELETED", &new).await,
+                    (false, false) => true,
+                }
+            }
+        }
+    }
+}

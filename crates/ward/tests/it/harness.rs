@@ -1,0 +1,241 @@
+//! Starting `ward serve`, running kubectl and curl against it.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A running `ward serve` process with its own data directory and kubectl home.
+pub struct Server {
+    child: Option<Child>,
+    pub data_dir: PathBuf,
+    pub home: tempfile::TempDir,
+    pub url: String,
+    _data: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// Starts a server on a fresh data directory.
+    pub fn start() -> Server {
+        let data = tempfile::tempdir().expect("tempdir");
+        let dir = data.path().join("ward");
+        let mut s = Server::start_in(&dir, &[]);
+        s._data = Some(data);
+        s
+    }
+
+    /// Starts a server on `dir` (kept by the caller), with extra flags.
+    pub fn start_in(dir: &Path, extra: &[&str]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ward"));
+        cmd.args(["serve", "--secure-port", "0", "--data-dir"])
+            .arg(dir)
+            .args(extra)
+            .env("WARD_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn ward serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if !sent {
+                    if let Some(rest) = line.strip_prefix("ward serve is ready on ") {
+                        let _ = tx.send(Ok(rest.trim().to_owned()));
+                        sent = true;
+                    } else if line.starts_with("error:") {
+                        let _ = tx.send(Err(line.clone()));
+                        sent = true;
+                    }
+                }
+                // Keep draining so the server never blocks on a full pipe.
+                eprintln!("[ward] {line}");
+            }
+        });
+        let url = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Ok(url)) => url,
+            Ok(Err(e)) => panic!("ward serve failed to start: {e}"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("ward serve did not become ready in 60 s");
+            }
+        };
+        Server {
+            child: Some(child),
+            data_dir: dir.to_path_buf(),
+            home: tempfile::tempdir().expect("home"),
+            url,
+            _data: None,
+        }
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.data_dir.join("admin.kubeconfig")
+    }
+
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("admin.token")).expect("token").trim().to_owned()
+    }
+
+    /// Runs kubectl with `args` and optional stdin.
+    pub fn kubectl_with(&self, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new("kubectl");
+        cmd.arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .args(args)
+            .env("HOME", self.home.path())
+            .env_remove("KUBECONFIG")
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn kubectl");
+        if let Some(input) = stdin {
+            child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+        }
+        child.wait_with_output().expect("kubectl output")
+    }
+
+    /// Runs kubectl and asserts success; returns stdout.
+    #[track_caller]
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        let out = self.kubectl_with(args, None, &[]);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs kubectl with stdin and asserts success.
+    #[track_caller]
+    pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> String {
+        let out = self.kubectl_with(args, Some(stdin), &[]);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs kubectl, asserts failure; returns stderr.
+    #[track_caller]
+    pub fn kubectl_fails(&self, args: &[&str]) -> String {
+        let out = self.kubectl_with(args, None, &[]);
+        assert!(
+            !out.status.success(),
+            "kubectl {args:?} unexpectedly succeeded: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// A raw HTTPS request with curl. Returns (status, body).
+    pub fn curl(&self, method: &str, path: &str, headers: &[&str], body: Option<&[u8]>) -> (u16, String) {
+        self.curl_as(method, path, headers, body, Some(&self.token()))
+    }
+
+    pub fn curl_as(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[&str],
+        body: Option<&[u8]>,
+        token: Option<&str>,
+    ) -> (u16, String) {
+        let ca = self.data_dir.join("pki").join("ca.crt");
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}", "-X", method])
+            .arg("--cacert")
+            .arg(&ca);
+        if let Some(t) = token {
+            cmd.arg("-H").arg(format!("Authorization: Bearer {t}"));
+        }
+        for h in headers {
+            cmd.arg("-H").arg(h);
+        }
+        if body.is_some() {
+            cmd.args(["--data-binary", "@-"]);
+        }
+        cmd.arg(format!("{}{}", self.url, path))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn curl");
+        {
+            let mut stdin = child.stdin.take().expect("stdin");
+            if let Some(b) = body {
+                stdin.write_all(b).expect("write body");
+            }
+        }
+        let out = child.wait_with_output().expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_owned())
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            for _ in 0..200 {
+                if let Ok(Some(status)) = child.try_wait() {
+                    assert!(status.success(), "ward serve exited with {status}");
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            panic!("ward serve did not stop within 10 s of SIGTERM");
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Files under `dir` whose bytes contain `needle`.
+pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    files_under(dir)
+        .into_iter()
+        .filter(|p| {
+            let bytes = std::fs::read(p).unwrap_or_default();
+            bytes.windows(needle.len()).any(|w| w == needle)
+        })
+        .collect()
+}
+
+pub fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
