@@ -142,10 +142,14 @@ pub enum ProtobufError {
 ///   [`ProtobufError::UnsupportedContentType`] for envelopes Ward does not handle.
 /// - [`ProtobufError::InvalidFieldsV1`] if a `fieldsV1` value is not JSON.
 pub fn decode(bytes: &[u8]) -> Result<Value, ProtobufError> {
-    let body = bytes.strip_prefix(&MAGIC).ok_or(ProtobufError::MissingMagic)?;
+    let body = bytes
+        .strip_prefix(&MAGIC)
+        .ok_or(ProtobufError::MissingMagic)?;
     let envelope = decode_envelope(body)?;
     if !envelope.content_encoding.is_empty() {
-        return Err(ProtobufError::UnsupportedContentEncoding(envelope.content_encoding));
+        return Err(ProtobufError::UnsupportedContentEncoding(
+            envelope.content_encoding,
+        ));
     }
     if !envelope.content_type.is_empty() && envelope.content_type != MEDIA_TYPE {
         return Err(ProtobufError::UnsupportedContentType(envelope.content_type));
@@ -180,8 +184,14 @@ pub fn decode(bytes: &[u8]) -> Result<Value, ProtobufError> {
 /// - [`ProtobufError::UnknownField`] if the object has a field its schema lacks.
 pub fn encode(obj: &Value) -> Result<Zeroizing<Vec<u8>>, ProtobufError> {
     let object = obj.as_object().ok_or(ProtobufError::NotAnObject)?;
-    let api_version = object.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
-    let kind_name = object.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let api_version = object
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let kind_name = object
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let kind = schema::kind_schema(api_version, kind_name).ok_or_else(|| {
         ProtobufError::UnsupportedKind {
             api_version: api_version.to_owned(),
@@ -191,7 +201,10 @@ pub fn encode(obj: &Value) -> Result<Zeroizing<Vec<u8>>, ProtobufError> {
     let root = Path::root("");
     let raw = encode_message(object, kind.message, &root, true)?;
     let type_meta = Node::message(vec![
-        (1, Node::Bytes(Payload::Borrowed(kind.api_version.as_bytes()))),
+        (
+            1,
+            Node::Bytes(Payload::Borrowed(kind.api_version.as_bytes())),
+        ),
         (2, Node::Bytes(Payload::Borrowed(kind.kind.as_bytes()))),
     ]);
     let envelope = MessageNode::new(vec![
@@ -283,7 +296,9 @@ fn decode_message(
     while !reader.is_empty() {
         let (number, wire_type) = reader.key().map_err(|reason| malformed(path, reason))?;
         let Some((index, field)) = message.field_by_number(number) else {
-            reader.skip(wire_type).map_err(|reason| malformed(path, reason))?;
+            reader
+                .skip(wire_type)
+                .map_err(|reason| malformed(path, reason))?;
             continue;
         };
         let field_path = path.field(field.json);
@@ -296,7 +311,9 @@ fn decode_message(
         }
         let slot = &mut slots[index];
         if expected == WireType::Varint {
-            let value = reader.varint().map_err(|reason| malformed(&field_path, reason))?;
+            let value = reader
+                .varint()
+                .map_err(|reason| malformed(&field_path, reason))?;
             *slot = Some(match field.kind {
                 Kind::Bool => Value::Bool(value != 0),
                 // Two's complement reinterpretation, as protobuf's int64 defines.
@@ -304,7 +321,9 @@ fn decode_message(
             });
             continue;
         }
-        let bytes = reader.length_delimited().map_err(|reason| malformed(&field_path, reason))?;
+        let bytes = reader
+            .length_delimited()
+            .map_err(|reason| malformed(&field_path, reason))?;
         decode_length_delimited(bytes, field, slot, &field_path)?;
     }
 
@@ -354,7 +373,10 @@ fn decode_length_delimited(
             let raw = decode_fields_v1(bytes, path)?;
             *slot = match raw {
                 Some(raw) => Some(serde_json::from_slice(raw).map_err(|source| {
-                    ProtobufError::InvalidFieldsV1 { field: path.render(), source }
+                    ProtobufError::InvalidFieldsV1 {
+                        field: path.render(),
+                        source,
+                    }
                 })?),
                 None => None,
             };
@@ -388,13 +410,17 @@ fn decode_map_entry(
     while !reader.is_empty() {
         let (number, wire_type) = reader.key().map_err(|reason| malformed(path, reason))?;
         if !matches!(number, 1 | 2) {
-            reader.skip(wire_type).map_err(|reason| malformed(path, reason))?;
+            reader
+                .skip(wire_type)
+                .map_err(|reason| malformed(path, reason))?;
             continue;
         }
         if wire_type != WireType::LengthDelimited {
             return Err(malformed(path, "wrong wire type in map entry"));
         }
-        let bytes = reader.length_delimited().map_err(|reason| malformed(path, reason))?;
+        let bytes = reader
+            .length_delimited()
+            .map_err(|reason| malformed(path, reason))?;
         if number == 1 {
             key = utf8(bytes, path)?.to_owned();
             continue;
@@ -408,14 +434,17 @@ fn decode_map_entry(
                     let (number, wire_type) =
                         inner.key().map_err(|reason| malformed(path, reason))?;
                     if number != 1 {
-                        inner.skip(wire_type).map_err(|reason| malformed(path, reason))?;
+                        inner
+                            .skip(wire_type)
+                            .map_err(|reason| malformed(path, reason))?;
                         continue;
                     }
                     if wire_type != WireType::LengthDelimited {
                         return Err(malformed(path, "wrong wire type in extra value"));
                     }
-                    let item =
-                        inner.length_delimited().map_err(|reason| malformed(path, reason))?;
+                    let item = inner
+                        .length_delimited()
+                        .map_err(|reason| malformed(path, reason))?;
                     items.push(Value::from(utf8(item, path)?));
                 }
                 Value::Array(items)
@@ -443,7 +472,9 @@ fn decode_time(bytes: &[u8], path: &Path<'_>) -> Result<Option<String>, Protobuf
             seconds = reader.varint().map_err(|reason| malformed(path, reason))? as i64;
         } else {
             // Nanoseconds (field 2) are dropped: the JSON form has second precision.
-            reader.skip(wire_type).map_err(|reason| malformed(path, reason))?;
+            reader
+                .skip(wire_type)
+                .map_err(|reason| malformed(path, reason))?;
         }
     }
     wire::format_rfc3339(seconds)
@@ -461,13 +492,19 @@ fn decode_fields_v1<'a>(
     while !reader.is_empty() {
         let (number, wire_type) = reader.key().map_err(|reason| malformed(path, reason))?;
         if number != 1 {
-            reader.skip(wire_type).map_err(|reason| malformed(path, reason))?;
+            reader
+                .skip(wire_type)
+                .map_err(|reason| malformed(path, reason))?;
             continue;
         }
         if wire_type != WireType::LengthDelimited {
             return Err(malformed(path, "wrong wire type in fieldsV1"));
         }
-        raw = Some(reader.length_delimited().map_err(|reason| malformed(path, reason))?);
+        raw = Some(
+            reader
+                .length_delimited()
+                .map_err(|reason| malformed(path, reason))?,
+        );
     }
     Ok(raw)
 }
@@ -510,7 +547,10 @@ fn utf8<'a>(bytes: &'a [u8], path: &Path<'_>) -> Result<&'a str, ProtobufError> 
 }
 
 fn malformed(path: &Path<'_>, reason: &'static str) -> ProtobufError {
-    ProtobufError::Malformed { field: path.render(), reason }
+    ProtobufError::Malformed {
+        field: path.render(),
+        reason,
+    }
 }
 
 // === Encoding ===
@@ -562,7 +602,10 @@ struct MessageNode<'a> {
 
 impl<'a> MessageNode<'a> {
     fn new(fields: Vec<(u32, Node<'a>)>) -> Self {
-        let len = fields.iter().map(|(number, node)| node.field_len(*number)).sum();
+        let len = fields
+            .iter()
+            .map(|(number, node)| node.field_len(*number))
+            .sum();
         Self { fields, len }
     }
 }
@@ -624,7 +667,10 @@ fn encode_field<'a>(
 ) -> Result<(), ProtobufError> {
     let number = field.number;
     let always = field.presence != Presence::Optional;
-    let invalid = |expected| ProtobufError::InvalidField { field: path.render(), expected };
+    let invalid = |expected| ProtobufError::InvalidField {
+        field: path.render(),
+        expected,
+    };
     match field.kind {
         Kind::String => {
             let text = match value {
@@ -654,11 +700,18 @@ fn encode_field<'a>(
         Kind::Time => {
             let node = match value {
                 Some(value) => {
-                    let text = value.as_str().ok_or_else(|| invalid("an rfc 3339 string"))?;
-                    let seconds = wire::parse_rfc3339(text)
-                        .ok_or_else(|| ProtobufError::InvalidTime { field: path.render() })?;
+                    let text = value
+                        .as_str()
+                        .ok_or_else(|| invalid("an rfc 3339 string"))?;
+                    let seconds =
+                        wire::parse_rfc3339(text).ok_or_else(|| ProtobufError::InvalidTime {
+                            field: path.render(),
+                        })?;
                     // gogo writes both fields of the Timestamp; nanoseconds are always 0.
-                    Node::message(vec![(1, Node::Varint(seconds as u64)), (2, Node::Varint(0))])
+                    Node::message(vec![
+                        (1, Node::Varint(seconds as u64)),
+                        (2, Node::Varint(0)),
+                    ])
                 }
                 None if always => Node::message(Vec::new()),
                 None => return Ok(()),
@@ -667,9 +720,11 @@ fn encode_field<'a>(
         }
         Kind::FieldsV1 => {
             let Some(value) = value else { return Ok(()) };
-            let raw = serde_json::to_vec(value).map_err(|source| {
-                ProtobufError::InvalidFieldsV1 { field: path.render(), source }
-            })?;
+            let raw =
+                serde_json::to_vec(value).map_err(|source| ProtobufError::InvalidFieldsV1 {
+                    field: path.render(),
+                    source,
+                })?;
             let raw = Node::Bytes(Payload::Owned(Zeroizing::new(raw)));
             nodes.push((number, Node::message(vec![(1, raw)])));
         }
@@ -681,11 +736,16 @@ fn encode_field<'a>(
                 None if always => &EMPTY,
                 None => return Ok(()),
             };
-            nodes.push((number, Node::Message(encode_message(object, inner, path, false)?)));
+            nodes.push((
+                number,
+                Node::Message(encode_message(object, inner, path, false)?),
+            ));
         }
         Kind::StringList => {
             let Some(value) = value else { return Ok(()) };
-            let items = value.as_array().ok_or_else(|| invalid("an array of strings"))?;
+            let items = value
+                .as_array()
+                .ok_or_else(|| invalid("an array of strings"))?;
             for (i, item) in items.iter().enumerate() {
                 let text = item.as_str().ok_or_else(|| ProtobufError::InvalidField {
                     field: path.index(i).render(),
@@ -696,13 +756,17 @@ fn encode_field<'a>(
         }
         Kind::MessageList(inner) => {
             let Some(value) = value else { return Ok(()) };
-            let items = value.as_array().ok_or_else(|| invalid("an array of objects"))?;
+            let items = value
+                .as_array()
+                .ok_or_else(|| invalid("an array of objects"))?;
             for (i, item) in items.iter().enumerate() {
                 let item_path = path.index(i);
-                let object = item.as_object().ok_or_else(|| ProtobufError::InvalidField {
-                    field: item_path.render(),
-                    expected: "an object",
-                })?;
+                let object = item
+                    .as_object()
+                    .ok_or_else(|| ProtobufError::InvalidField {
+                        field: item_path.render(),
+                        expected: "an object",
+                    })?;
                 let node = encode_message(object, inner, &item_path, false)?;
                 nodes.push((number, Node::Message(node)));
             }
@@ -732,38 +796,44 @@ fn encode_map_value<'a>(
     value: &'a Value,
     path: &Path<'_>,
 ) -> Result<Option<Node<'a>>, ProtobufError> {
-    let invalid = |expected| ProtobufError::InvalidField { field: path.render(), expected };
-    let node = match (kind, value) {
-        // A JSON null decodes to the zero value in Go: "" for strings, nil for bytes.
-        (Kind::BytesMap, Value::Null) => return Ok(None),
-        (Kind::StringMap, Value::Null) => Node::Bytes(Payload::Borrowed(b"")),
-        (Kind::ExtraMap, Value::Null) => Node::message(Vec::new()),
-        (Kind::BytesMap, value) => {
-            let text = value.as_str().ok_or_else(|| invalid("a base64 string"))?;
-            let bytes = Zeroizing::new(
-                BASE64
-                    .decode(text)
-                    .map_err(|_| ProtobufError::InvalidBase64 { field: path.render() })?,
-            );
-            Node::Bytes(Payload::Owned(bytes))
-        }
-        (Kind::ExtraMap, value) => {
-            let items = value.as_array().ok_or_else(|| invalid("an array of strings"))?;
-            let mut nodes = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
-                let text = item.as_str().ok_or_else(|| ProtobufError::InvalidField {
-                    field: path.index(i).render(),
-                    expected: "a string",
-                })?;
-                nodes.push((1, Node::Bytes(Payload::Borrowed(text.as_bytes()))));
-            }
-            Node::message(nodes)
-        }
-        (_, value) => {
-            let text = value.as_str().ok_or_else(|| invalid("a string"))?;
-            Node::Bytes(Payload::Borrowed(text.as_bytes()))
-        }
+    let invalid = |expected| ProtobufError::InvalidField {
+        field: path.render(),
+        expected,
     };
+    let node =
+        match (kind, value) {
+            // A JSON null decodes to the zero value in Go: "" for strings, nil for bytes.
+            (Kind::BytesMap, Value::Null) => return Ok(None),
+            (Kind::StringMap, Value::Null) => Node::Bytes(Payload::Borrowed(b"")),
+            (Kind::ExtraMap, Value::Null) => Node::message(Vec::new()),
+            (Kind::BytesMap, value) => {
+                let text = value.as_str().ok_or_else(|| invalid("a base64 string"))?;
+                let bytes = Zeroizing::new(BASE64.decode(text).map_err(|_| {
+                    ProtobufError::InvalidBase64 {
+                        field: path.render(),
+                    }
+                })?);
+                Node::Bytes(Payload::Owned(bytes))
+            }
+            (Kind::ExtraMap, value) => {
+                let items = value
+                    .as_array()
+                    .ok_or_else(|| invalid("an array of strings"))?;
+                let mut nodes = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    let text = item.as_str().ok_or_else(|| ProtobufError::InvalidField {
+                        field: path.index(i).render(),
+                        expected: "a string",
+                    })?;
+                    nodes.push((1, Node::Bytes(Payload::Borrowed(text.as_bytes()))));
+                }
+                Node::message(nodes)
+            }
+            (_, value) => {
+                let text = value.as_str().ok_or_else(|| invalid("a string"))?;
+                Node::Bytes(Payload::Borrowed(text.as_bytes()))
+            }
+        };
     Ok(Some(node))
 }
 

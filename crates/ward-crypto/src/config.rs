@@ -17,7 +17,8 @@
 //! (`resources[0].providers[1].aesgcm.keys[0].secret`) and the expected form, and at most the
 //! decoded length of a key. Syntax errors from the YAML parser are rewritten: only the line,
 //! column and a fixed description are kept, never the parser's own text or source snippet,
-//! since that could quote a `secret:` line. An unknown field name is echoed only when it looks
+//! since that could quote a `secret:` line (the scanner's fixed messages, which quote at most one
+//! character, are kept). An unknown field name is echoed only when it looks
 //! like a field name (a short run of ASCII letters), because a mangled flow mapping such as
 //! `{name: k, secret:c2VjcmV0...}` turns the secret into a "field name".
 //!
@@ -822,9 +823,11 @@ fn decode_key(secret: Option<&SecretText>, sizes: &[usize]) -> Result<KeyMateria
         return Err(format!("required; expected standard base64 of {expected}"));
     };
     // Go's base64.StdEncoding ignores '\r' and '\n' and accepts non-zero trailing bits.
-    let stripped;
+    let mut stripped = Zeroizing::new(String::new());
     let text = if secret.contains(['\r', '\n']) {
-        stripped = Zeroizing::new(secret.replace(['\r', '\n'], ""));
+        // Reserve first so that the copy never reallocates and leaves unzeroized fragments.
+        stripped.reserve_exact(secret.len());
+        stripped.extend(secret.chars().filter(|c| !matches!(c, '\r' | '\n')));
         stripped.as_str()
     } else {
         secret
@@ -1116,8 +1119,10 @@ fn safe_reason(error: &serde_saphyr::Error) -> String {
             Some(key) => format!("duplicate key {}", quote_field_name(key)),
             None => "duplicate key".to_owned(),
         },
+        E::Unexpected { expected, .. } => format!("expected {expected}"),
         E::NullIntoString { .. } => "expected a string, found null".to_owned(),
         E::InvalidScalar { ty, .. } => format!("invalid value; expected {ty}"),
+        E::UnknownAnchor { .. } => "alias references an unknown anchor".to_owned(),
         E::Eof { .. } => "unexpected end of document".to_owned(),
         E::MultipleDocuments { .. } => {
             "expected a single document, found several separated by ---".to_owned()
@@ -1128,6 +1133,10 @@ fn safe_reason(error: &serde_saphyr::Error) -> String {
         | E::AliasExpansionLimitExceeded { .. }
         | E::AliasReplayStackDepthExceeded { .. } => {
             "the document exceeds the parser's size or alias limits".to_owned()
+        }
+        // The YAML scanner's messages are fixed texts that quote at most one character.
+        E::ExternalMessage { msg, .. } if msg.len() <= MAX_PARSER_MESSAGE => {
+            format!("malformed YAML or JSON: {msg}")
         }
         _ => "malformed YAML or JSON".to_owned(),
     }
@@ -1170,6 +1179,7 @@ const DEFAULT_KMS_TIMEOUT: Duration = Duration::from_secs(3);
 const DEFAULT_KMS_V1_CACHE_SIZE: i32 = 1000;
 /// Valid base64 of a 16-byte key is 24 characters, so no real secret fits.
 const MAX_ECHOED_FIELD_NAME: usize = 20;
+const MAX_PARSER_MESSAGE: usize = 80;
 const MAX_CONFIG_BYTES: usize = 1 << 20;
 const HEX: &[u8; 16] = b"0123456789abcdef";
 

@@ -11,9 +11,28 @@
 //! - [`generate_default_config`] produces the configuration written on Ward's first start:
 //!   secretbox for `secrets` and `configmaps`, then identity.
 //!
-//! The byte formats are in `docs/design.md` and in the `transformer` module's docs. Keys are held
-//! only in zeroizing types whose `Debug` prints `[redacted]`, and no error message contains a
-//! key, a plaintext or a payload.
+//! # Stored bytes
+//!
+//! A stored value is an ASCII prefix followed by the provider's payload, exactly as
+//! kube-apiserver writes it:
+//!
+//! | provider  | prefix                          | payload                                      | AAD          |
+//! |-----------|---------------------------------|----------------------------------------------|--------------|
+//! | identity  | none                            | the plaintext; never starts with `k8s:enc:`  | —            |
+//! | aescbc    | `k8s:enc:aescbc:v1:<key>:`      | IV(16) ‖ AES-CBC(plaintext ‖ PKCS#7 padding) | none         |
+//! | aesgcm    | `k8s:enc:aesgcm:v1:<key>:`      | nonce(12) ‖ ciphertext ‖ tag(16)             | the etcd key |
+//! | secretbox | `k8s:enc:secretbox:v1:<key>:`   | nonce(24) ‖ Poly1305 tag(16) ‖ ciphertext    | none         |
+//!
+//! IVs and nonces come from the operating system's random number generator on every write.
+//! Writes use the first provider and its first key; reads try every provider and key whose
+//! prefix matches, in order, and report a value read by any other than the first as
+//! [`Decrypted::stale`].
+//!
+//! # Secrets
+//!
+//! Keys are held only in zeroizing types whose `Debug` prints `[redacted]` and that do not
+//! implement `Clone`; plaintext is returned in a `Zeroizing<Vec<u8>>`. No error message contains
+//! a key, a plaintext or a payload, and config errors never echo the value of a `secret` field.
 //!
 //! This crate does no network IO and must never depend on a storage backend, an HTTP stack or
 //! `ward-api`: storage calls it with bytes and the storage key (used as AAD).

@@ -301,9 +301,14 @@ impl ResourceTransformer {
     }
 
     fn write_unit(&self) -> &Unit {
-        // `units` is never empty: the identity transformer has one unit and every configured
-        // list has at least one provider with at least one key (checked by the config).
-        self.units.first().map_or(&Unit::Identity, |unit| unit)
+        // Invariant: `units` is never empty. `Transformers::identity` creates one unit; a
+        // configured list comes from a validated rule, which has at least one provider, each
+        // keyed provider has at least one key, and a `kms` provider fails the build. Concatenation
+        // only adds units. Falling back to identity here would fail open, so this panics instead.
+        #[allow(clippy::expect_used)]
+        self.units
+            .first()
+            .expect("a resource transformer has at least one provider")
     }
 }
 

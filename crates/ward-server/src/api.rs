@@ -252,7 +252,7 @@ impl App {
         };
         let mut items = Vec::new();
         let mut continue_key = None;
-        let mut remaining = 0;
+        let mut remaining;
         loop {
             let want = if limit == 0 { 0 } else { limit - items.len() };
             let page = self.store.list(info, ctx.ns(), start.take(), want, revision).await?;

@@ -97,10 +97,7 @@ pub async fn start(opts: ServeOptions) -> Result<ServerHandle, ServeError> {
     let db_path = boot.db_path.clone();
     let history = opts.history_revisions;
     let storage = tokio::task::spawn_blocking(move || {
-        ward_storage_redb::RedbStorage::open(&db_path, ward_storage_redb::RedbOptions {
-            history,
-            ..Default::default()
-        })
+        ward_storage_redb::RedbStorage::open(&db_path, ward_storage_redb::RedbOptions { history })
     })
     .await
     .map_err(|e| ServeError::Storage(format!("open task failed: {e}")))?

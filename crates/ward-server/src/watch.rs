@@ -10,7 +10,6 @@
 //! - `allowWatchBookmarks=true`: periodic `BOOKMARK`s carrying the last revision sent;
 //! - the stream ends after `timeoutSeconds` (default 30 min) or on shutdown.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -72,16 +71,10 @@ impl Filter {
     /// Whether `obj` passes both selectors.
     pub(crate) fn matches(&self, obj: &Value) -> bool {
         if let Some(l) = &self.label {
-            let labels: BTreeMap<String, String> = obj
-                .pointer("/metadata/labels")
-                .and_then(Value::as_object)
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            if !l.matches(&labels) {
+            let empty = serde_json::Map::new();
+            let labels =
+                obj.pointer("/metadata/labels").and_then(Value::as_object).unwrap_or(&empty);
+            if !l.matches(labels) {
                 return false;
             }
         }

@@ -58,7 +58,10 @@ pub(crate) struct Message {
 
 impl Message {
     pub(crate) fn field_by_number(&self, number: u32) -> Option<(usize, &Field)> {
-        self.fields.iter().enumerate().find(|(_, f)| f.number == number)
+        self.fields
+            .iter()
+            .enumerate()
+            .find(|(_, f)| f.number == number)
     }
 
     pub(crate) fn field_by_json(&self, json: &str) -> Option<&Field> {
@@ -76,26 +79,88 @@ pub(crate) struct KindSchema {
 
 /// Finds the schema of a kind by its `apiVersion` and `kind`.
 pub(crate) fn kind_schema(api_version: &str, kind: &str) -> Option<&'static KindSchema> {
-    KINDS.iter().find(|k| k.api_version == api_version && k.kind == kind)
+    KINDS
+        .iter()
+        .find(|k| k.api_version == api_version && k.kind == kind)
 }
 
 /// Every kind Ward converts.
 pub(crate) static KINDS: &[KindSchema] = &[
-    KindSchema { api_version: "v1", kind: "Secret", message: &SECRET },
-    KindSchema { api_version: "v1", kind: "ConfigMap", message: &CONFIG_MAP },
-    KindSchema { api_version: "v1", kind: "Namespace", message: &NAMESPACE },
-    KindSchema { api_version: "v1", kind: "ServiceAccount", message: &SERVICE_ACCOUNT },
-    KindSchema { api_version: RBAC, kind: "Role", message: &ROLE },
-    KindSchema { api_version: RBAC, kind: "ClusterRole", message: &CLUSTER_ROLE },
-    KindSchema { api_version: RBAC, kind: "RoleBinding", message: &ROLE_BINDING },
-    KindSchema { api_version: RBAC, kind: "ClusterRoleBinding", message: &CLUSTER_ROLE_BINDING },
-    KindSchema { api_version: AUTHZ, kind: "SelfSubjectAccessReview", message: &SSAR },
-    KindSchema { api_version: AUTHZ, kind: "SubjectAccessReview", message: &SAR },
-    KindSchema { api_version: AUTHZ, kind: "LocalSubjectAccessReview", message: &LOCAL_SAR },
-    KindSchema { api_version: AUTHZ, kind: "SelfSubjectRulesReview", message: &SSRR },
-    KindSchema { api_version: AUTHN, kind: "SelfSubjectReview", message: &SELF_SUBJECT_REVIEW },
-    KindSchema { api_version: AUTHN, kind: "TokenRequest", message: &TOKEN_REQUEST },
-    KindSchema { api_version: AUTHN, kind: "TokenReview", message: &TOKEN_REVIEW },
+    KindSchema {
+        api_version: "v1",
+        kind: "Secret",
+        message: &SECRET,
+    },
+    KindSchema {
+        api_version: "v1",
+        kind: "ConfigMap",
+        message: &CONFIG_MAP,
+    },
+    KindSchema {
+        api_version: "v1",
+        kind: "Namespace",
+        message: &NAMESPACE,
+    },
+    KindSchema {
+        api_version: "v1",
+        kind: "ServiceAccount",
+        message: &SERVICE_ACCOUNT,
+    },
+    KindSchema {
+        api_version: RBAC,
+        kind: "Role",
+        message: &ROLE,
+    },
+    KindSchema {
+        api_version: RBAC,
+        kind: "ClusterRole",
+        message: &CLUSTER_ROLE,
+    },
+    KindSchema {
+        api_version: RBAC,
+        kind: "RoleBinding",
+        message: &ROLE_BINDING,
+    },
+    KindSchema {
+        api_version: RBAC,
+        kind: "ClusterRoleBinding",
+        message: &CLUSTER_ROLE_BINDING,
+    },
+    KindSchema {
+        api_version: AUTHZ,
+        kind: "SelfSubjectAccessReview",
+        message: &SSAR,
+    },
+    KindSchema {
+        api_version: AUTHZ,
+        kind: "SubjectAccessReview",
+        message: &SAR,
+    },
+    KindSchema {
+        api_version: AUTHZ,
+        kind: "LocalSubjectAccessReview",
+        message: &LOCAL_SAR,
+    },
+    KindSchema {
+        api_version: AUTHZ,
+        kind: "SelfSubjectRulesReview",
+        message: &SSRR,
+    },
+    KindSchema {
+        api_version: AUTHN,
+        kind: "SelfSubjectReview",
+        message: &SELF_SUBJECT_REVIEW,
+    },
+    KindSchema {
+        api_version: AUTHN,
+        kind: "TokenRequest",
+        message: &TOKEN_REQUEST,
+    },
+    KindSchema {
+        api_version: AUTHN,
+        kind: "TokenReview",
+        message: &TOKEN_REVIEW,
+    },
 ];
 
 const RBAC: &str = "rbac.authorization.k8s.io/v1";
@@ -105,7 +170,12 @@ const AUTHN: &str = "authentication.k8s.io/v1";
 // === Field constructors ===
 
 const fn field(number: u32, json: &'static str, kind: Kind, presence: Presence) -> Field {
-    Field { number, json, kind, presence }
+    Field {
+        number,
+        json,
+        kind,
+        presence,
+    }
 }
 
 const fn string(number: u32, json: &'static str) -> Field {
@@ -150,7 +220,12 @@ static OBJECT_META: Message = Message {
         field(7, "generation", Kind::Int64, Presence::Always),
         field(8, "creationTimestamp", Kind::Time, Presence::Always),
         field(9, "deletionTimestamp", Kind::Time, Presence::Optional),
-        field(10, "deletionGracePeriodSeconds", Kind::Int64, Presence::Optional),
+        field(
+            10,
+            "deletionGracePeriodSeconds",
+            Kind::Int64,
+            Presence::Optional,
+        ),
         field(11, "labels", Kind::StringMap, Presence::Optional),
         field(12, "annotations", Kind::StringMap, Presence::Optional),
         messages(13, "ownerReferences", &OWNER_REFERENCE),
@@ -194,12 +269,20 @@ static LABEL_SELECTOR: Message = Message {
 
 static LABEL_SELECTOR_REQUIREMENT: Message = Message {
     name: "LabelSelectorRequirement",
-    fields: &[string_keep(1, "key"), string_keep(2, "operator"), strings(3, "values")],
+    fields: &[
+        string_keep(1, "key"),
+        string_keep(2, "operator"),
+        strings(3, "values"),
+    ],
 };
 
 static FIELD_SELECTOR_REQUIREMENT: Message = Message {
     name: "FieldSelectorRequirement",
-    fields: &[string_keep(1, "key"), string_keep(2, "operator"), strings(3, "values")],
+    fields: &[
+        string_keep(1, "key"),
+        string_keep(2, "operator"),
+        strings(3, "values"),
+    ],
 };
 
 // === core/v1 ===
@@ -234,12 +317,17 @@ static NAMESPACE: Message = Message {
     ],
 };
 
-static NAMESPACE_SPEC: Message =
-    Message { name: "NamespaceSpec", fields: &[strings(1, "finalizers")] };
+static NAMESPACE_SPEC: Message = Message {
+    name: "NamespaceSpec",
+    fields: &[strings(1, "finalizers")],
+};
 
 static NAMESPACE_STATUS: Message = Message {
     name: "NamespaceStatus",
-    fields: &[string(1, "phase"), messages(2, "conditions", &NAMESPACE_CONDITION)],
+    fields: &[
+        string(1, "phase"),
+        messages(2, "conditions", &NAMESPACE_CONDITION),
+    ],
 };
 
 static NAMESPACE_CONDITION: Message = Message {
@@ -259,7 +347,12 @@ static SERVICE_ACCOUNT: Message = Message {
         metadata(),
         messages(2, "secrets", &OBJECT_REFERENCE),
         messages(3, "imagePullSecrets", &LOCAL_OBJECT_REFERENCE),
-        field(4, "automountServiceAccountToken", Kind::Bool, Presence::Optional),
+        field(
+            4,
+            "automountServiceAccountToken",
+            Kind::Bool,
+            Presence::Optional,
+        ),
     ],
 };
 
@@ -276,8 +369,10 @@ static OBJECT_REFERENCE: Message = Message {
     ],
 };
 
-static LOCAL_OBJECT_REFERENCE: Message =
-    Message { name: "LocalObjectReference", fields: &[string(1, "name")] };
+static LOCAL_OBJECT_REFERENCE: Message = Message {
+    name: "LocalObjectReference",
+    fields: &[string(1, "name")],
+};
 
 // === rbac/v1 ===
 
@@ -292,8 +387,10 @@ static POLICY_RULE: Message = Message {
     ],
 };
 
-static ROLE: Message =
-    Message { name: "Role", fields: &[metadata(), messages(2, "rules", &POLICY_RULE)] };
+static ROLE: Message = Message {
+    name: "Role",
+    fields: &[metadata(), messages(2, "rules", &POLICY_RULE)],
+};
 
 static CLUSTER_ROLE: Message = Message {
     name: "ClusterRole",
@@ -321,17 +418,29 @@ static SUBJECT: Message = Message {
 
 static ROLE_REF: Message = Message {
     name: "RoleRef",
-    fields: &[string_keep(1, "apiGroup"), string_keep(2, "kind"), string_keep(3, "name")],
+    fields: &[
+        string_keep(1, "apiGroup"),
+        string_keep(2, "kind"),
+        string_keep(3, "name"),
+    ],
 };
 
 static ROLE_BINDING: Message = Message {
     name: "RoleBinding",
-    fields: &[metadata(), messages(2, "subjects", &SUBJECT), message(3, "roleRef", &ROLE_REF)],
+    fields: &[
+        metadata(),
+        messages(2, "subjects", &SUBJECT),
+        message(3, "roleRef", &ROLE_REF),
+    ],
 };
 
 static CLUSTER_ROLE_BINDING: Message = Message {
     name: "ClusterRoleBinding",
-    fields: &[metadata(), messages(2, "subjects", &SUBJECT), message(3, "roleRef", &ROLE_REF)],
+    fields: &[
+        metadata(),
+        messages(2, "subjects", &SUBJECT),
+        message(3, "roleRef", &ROLE_REF),
+    ],
 };
 
 // === authorization/v1 ===
@@ -414,8 +523,10 @@ static LABEL_SELECTOR_ATTRIBUTES: Message = Message {
     ],
 };
 
-static NON_RESOURCE_ATTRIBUTES: Message =
-    Message { name: "NonResourceAttributes", fields: &[string(1, "path"), string(2, "verb")] };
+static NON_RESOURCE_ATTRIBUTES: Message = Message {
+    name: "NonResourceAttributes",
+    fields: &[string(1, "path"), string(2, "verb")],
+};
 
 static SUBJECT_ACCESS_REVIEW_STATUS: Message = Message {
     name: "SubjectAccessReviewStatus",
@@ -436,8 +547,10 @@ static SSRR: Message = Message {
     ],
 };
 
-static SSRR_SPEC: Message =
-    Message { name: "SelfSubjectRulesReviewSpec", fields: &[string(1, "namespace")] };
+static SSRR_SPEC: Message = Message {
+    name: "SelfSubjectRulesReviewSpec",
+    fields: &[string(1, "namespace")],
+};
 
 static SUBJECT_RULES_REVIEW_STATUS: Message = Message {
     name: "SubjectRulesReviewStatus",
@@ -468,7 +581,10 @@ static NON_RESOURCE_RULE: Message = Message {
 
 static SELF_SUBJECT_REVIEW: Message = Message {
     name: "SelfSubjectReview",
-    fields: &[metadata(), message(2, "status", &SELF_SUBJECT_REVIEW_STATUS)],
+    fields: &[
+        metadata(),
+        message(2, "status", &SELF_SUBJECT_REVIEW_STATUS),
+    ],
 };
 
 static SELF_SUBJECT_REVIEW_STATUS: Message = Message {
@@ -506,7 +622,12 @@ static TOKEN_REQUEST_SPEC: Message = Message {
 
 static BOUND_OBJECT_REFERENCE: Message = Message {
     name: "BoundObjectReference",
-    fields: &[string(1, "kind"), string(2, "apiVersion"), string(3, "name"), string(4, "uid")],
+    fields: &[
+        string(1, "kind"),
+        string(2, "apiVersion"),
+        string(3, "name"),
+        string(4, "uid"),
+    ],
 };
 
 static TOKEN_REQUEST_STATUS: Message = Message {

@@ -3,8 +3,8 @@ use std::collections::BTreeMap;
 use k8s_pb::api::core::v1 as core;
 use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_pb::apimachinery::pkg::runtime::{TypeMeta, Unknown};
-use prost::Message as _;
 use proptest::prelude::*;
+use prost::Message as _;
 use serde_json::{Value, json};
 
 use super::*;
@@ -15,7 +15,10 @@ const KMS_V2: &str = include_str!("../../tests/vectors/kmsv2-v1.27-aes-gcm-key.t
 /// Reads `<name>_hex:` from a vector file (README format: hex wrapped over following lines).
 fn vector_hex(text: &str, name: &str) -> Vec<u8> {
     let header = format!("{name}_hex:");
-    let mut lines = text.lines().skip_while(|line| line.trim() != header).skip(1);
+    let mut lines = text
+        .lines()
+        .skip_while(|line| line.trim() != header)
+        .skip(1);
     let mut hex = String::new();
     for line in lines.by_ref() {
         let line = line.trim();
@@ -64,13 +67,24 @@ fn kms_v2_plaintext_decodes_and_re_encodes_byte_identically() {
     assert_eq!(entry["apiVersion"], "v1");
     assert_eq!(entry["time"], "2023-09-01T15:56:49Z");
     assert_eq!(entry["fieldsType"], "FieldsV1");
-    assert_eq!(entry["fieldsV1"], json!({"f:data": {".": {}, "f:api_key": {}}, "f:type": {}}));
+    assert_eq!(
+        entry["fieldsV1"],
+        json!({"f:data": {".": {}, "f:api_key": {}}, "f:type": {}})
+    );
     assert!(entry.get("subresource").is_none());
     // base64("086a7ffc-0225-11e8-ba89-0ed5f89f718b")
-    assert_eq!(object["data"]["api_key"], "MDg2YTdmZmMtMDIyNS0xMWU4LWJhODktMGVkNWY4OWY3MThi");
+    assert_eq!(
+        object["data"]["api_key"],
+        "MDg2YTdmZmMtMDIyNS0xMWU4LWJhODktMGVkNWY4OWY3MThi"
+    );
 
     // JSON key order follows the Go structs.
-    let keys: Vec<&str> = object.as_object().unwrap().keys().map(String::as_str).collect();
+    let keys: Vec<&str> = object
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     assert_eq!(keys, ["apiVersion", "kind", "metadata", "data", "type"]);
 
     let encoded = encode(&object).expect("encode");
@@ -110,12 +124,22 @@ fn rke2_value_decodes_and_re_encodes_as_a_modern_server_would() {
     // This server (1.22 to 1.24) still wrote the removed `clusterName` (ObjectMeta field 15) as
     // `7a 00`. It has no JSON form, so the re-encoding is what a 1.25+ server writes: the same
     // bytes without those two, and the metadata and raw lengths two smaller.
-    let position = value.windows(4).position(|w| w == [0x10, 0x00, 0x7a, 0x00]).unwrap() + 2;
-    let mut modern = value.clone();
+    let position = value
+        .windows(4)
+        .position(|w| w == [0x10, 0x00, 0x7a, 0x00])
+        .unwrap()
+        + 2;
+    let mut modern = value;
     modern.drain(position..position + 2);
-    let raw_len = modern.windows(3).position(|w| w == [0x12, 0xd7, 0x01]).unwrap();
+    let raw_len = modern
+        .windows(3)
+        .position(|w| w == [0x12, 0xd7, 0x01])
+        .unwrap();
     modern[raw_len + 1] = 0xd5;
-    let meta_len = modern.windows(3).position(|w| w == [0x0a, 0xbb, 0x01]).unwrap();
+    let meta_len = modern
+        .windows(3)
+        .position(|w| w == [0x0a, 0xbb, 0x01])
+        .unwrap();
     modern[meta_len + 1] = 0xb9;
 
     let encoded = encode(&object).expect("encode");
@@ -135,13 +159,19 @@ fn encoding_matches_an_independent_protobuf_decoder() {
     assert_eq!(type_meta.kind.as_deref(), Some("Secret"));
     let secret = core::Secret::decode(unknown.raw.unwrap().as_slice()).unwrap();
     assert_eq!(secret.r#type.as_deref(), Some("Opaque"));
-    assert_eq!(secret.data["api_key"], b"086a7ffc-0225-11e8-ba89-0ed5f89f718b");
+    assert_eq!(
+        secret.data["api_key"],
+        b"086a7ffc-0225-11e8-ba89-0ed5f89f718b"
+    );
     let metadata = secret.metadata.unwrap();
     assert_eq!(metadata.name.as_deref(), Some("dek-source-aes-gcm-key"));
     assert_eq!(metadata.resource_version.as_deref(), Some(""));
     assert_eq!(metadata.generation, Some(0));
     let created = metadata.creation_timestamp.unwrap();
-    assert_eq!((created.seconds, created.nanos), (Some(1_693_583_809), Some(0)));
+    assert_eq!(
+        (created.seconds, created.nanos),
+        (Some(1_693_583_809), Some(0))
+    );
 }
 
 // === Request bodies as kubectl 1.32 sends them ===
@@ -312,11 +342,11 @@ fn every_kind_round_trips() {
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "immutable": true,
                "data": {"a": "", "b": "c"}, "binaryData": {"bin": "/w=="}}),
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns1"},
-               "spec": {"finalizers": ["kubernetes"]},
-               "status": {"phase": "Terminating", "conditions": [{
-                   "type": "NamespaceDeletionContentFailure", "status": "False",
-                   "lastTransitionTime": "2024-12-11T00:00:00Z", "reason": "R", "message": "m"
-               }]}}),
+        "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": "Terminating", "conditions": [{
+            "type": "NamespaceDeletionContentFailure", "status": "False",
+            "lastTransitionTime": "2024-12-11T00:00:00Z", "reason": "R", "message": "m"
+        }]}}),
         json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "sa"},
                "secrets": [{"kind": "Secret", "namespace": "ns", "name": "s", "uid": "u",
                             "apiVersion": "v1", "resourceVersion": "1", "fieldPath": "f"}],
@@ -327,13 +357,13 @@ fn every_kind_round_trips() {
                "rules": [{"verbs": ["get", "list"], "apiGroups": [""], "resources": ["secrets"],
                           "resourceNames": ["s1"]}]}),
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-               "metadata": {"name": "system:x"},
-               "rules": [{"verbs": ["get"], "nonResourceURLs": ["/api", "/api/*"]}],
-               "aggregationRule": {"clusterRoleSelectors": [
-                   {"matchLabels": {"rbac.example.com/aggregate": "true"}},
-                   {"matchExpressions": [{"key": "k", "operator": "Exists"},
-                                         {"key": "j", "operator": "In", "values": ["a", "b"]}]}
-               ]}}),
+        "metadata": {"name": "system:x"},
+        "rules": [{"verbs": ["get"], "nonResourceURLs": ["/api", "/api/*"]}],
+        "aggregationRule": {"clusterRoleSelectors": [
+            {"matchLabels": {"rbac.example.com/aggregate": "true"}},
+            {"matchExpressions": [{"key": "k", "operator": "Exists"},
+                                  {"key": "j", "operator": "In", "values": ["a", "b"]}]}
+        ]}}),
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
                "metadata": {"name": "rb", "namespace": "default"},
                "subjects": [
@@ -406,12 +436,14 @@ fn encoding_follows_gogo_rules() {
     // ObjectMeta: every non-pointer field written, zero creationTimestamp as `42 00`, labels
     // sorted and written with empty values (`12 00`), which prost itself would omit.
     let expected_meta = concat!(
-        "0a01", "63", "1200", "1a00", "2200", "2a00", "3200", "3800", "4200",
-        "5a06", "0a0161", "120178", "5a05", "0a0162", "1200",
+        "0a01", "63", "1200", "1a00", "2200", "2a00", "3200", "3800", "4200", "5a06", "0a0161",
+        "120178", "5a05", "0a0162", "1200",
     );
     assert!(raw_hex.starts_with(&format!("0a{:02x}{expected_meta}", expected_meta.len() / 2)));
     // data: sorted, empty values written; no immutable (a pointer left unset).
-    assert!(raw_hex.ends_with(concat!("1206", "0a0179", "120131", "1205", "0a017a", "1200")));
+    assert!(raw_hex.ends_with(concat!(
+        "1206", "0a0179", "120131", "1205", "0a017a", "1200"
+    )));
     // The envelope always ends with empty contentEncoding and contentType.
     assert!(bytes.ends_with(&[0x1a, 0x00, 0x22, 0x00]));
 
@@ -429,11 +461,17 @@ fn encoding_follows_gogo_rules() {
     let raw = unwrap_unknown(&bytes).raw.unwrap();
     let namespace = core::Namespace::decode(raw.as_slice()).unwrap();
     let created = namespace.metadata.unwrap().creation_timestamp.unwrap();
-    assert_eq!((created.seconds, created.nanos), (Some(1_693_583_809), Some(0)));
+    assert_eq!(
+        (created.seconds, created.nanos),
+        (Some(1_693_583_809), Some(0))
+    );
     // Absent spec and status are written as empty non-pointer structs.
     assert_eq!(namespace.spec, Some(core::NamespaceSpec::default()));
     assert_eq!(namespace.status.unwrap().phase.as_deref(), Some(""));
-    assert_eq!(decode(&bytes).unwrap()["metadata"]["creationTimestamp"], "2023-09-01T15:56:49Z");
+    assert_eq!(
+        decode(&bytes).unwrap()["metadata"]["creationTimestamp"],
+        "2023-09-01T15:56:49Z"
+    );
 }
 
 // === Errors ===
@@ -445,14 +483,26 @@ fn encode_errors_name_the_field_and_never_the_value() {
                         "data": {"password": canary}});
     let error = encode(&object).unwrap_err();
     assert!(matches!(&error, ProtobufError::InvalidBase64 { field } if field == "data[password]"));
-    assert_eq!(error.to_string(), "field data[password] is not valid base64");
+    assert_eq!(
+        error.to_string(),
+        "field data[password] is not valid base64"
+    );
     assert!(!format!("{error:?}").contains("c2VjcmV0"));
 
     let cases = [
         (json!([]), "object to encode must be a json object"),
-        (json!({"kind": "Secret"}), "unsupported kind \"Secret\" of api version \"\""),
-        (json!({"apiVersion": "v1", "kind": "Pod"}), "unsupported kind \"Pod\" of api version \"v1\""),
-        (json!({"apiVersion": "v2", "kind": "Secret"}), "unsupported kind \"Secret\" of api version \"v2\""),
+        (
+            json!({"kind": "Secret"}),
+            "unsupported kind \"Secret\" of api version \"\"",
+        ),
+        (
+            json!({"apiVersion": "v1", "kind": "Pod"}),
+            "unsupported kind \"Pod\" of api version \"v1\"",
+        ),
+        (
+            json!({"apiVersion": "v2", "kind": "Secret"}),
+            "unsupported kind \"Secret\" of api version \"v2\"",
+        ),
         (
             json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"labels": {"a": 1}}}),
             "field metadata.labels[a] must be a string",
@@ -484,7 +534,11 @@ fn encode_errors_name_the_field_and_never_the_value() {
         ),
     ];
     for (object, message) in cases {
-        assert_eq!(encode(&object).unwrap_err().to_string(), message, "{object}");
+        assert_eq!(
+            encode(&object).unwrap_err().to_string(),
+            message,
+            "{object}"
+        );
     }
     // Unknown fields holding null are ignored, as Go's decoder does.
     encode(&json!({"apiVersion": "v1", "kind": "Secret", "status": null})).unwrap();
@@ -493,34 +547,54 @@ fn encode_errors_name_the_field_and_never_the_value() {
 #[test]
 fn decode_errors() {
     assert!(matches!(decode(b""), Err(ProtobufError::MissingMagic)));
-    assert!(matches!(decode(b"{\"kind\":\"Secret\"}"), Err(ProtobufError::MissingMagic)));
+    assert!(matches!(
+        decode(b"{\"kind\":\"Secret\"}"),
+        Err(ProtobufError::MissingMagic)
+    ));
 
     let pod = kubectl_body("v1", "Pod", Vec::new());
-    assert_eq!(decode(&pod).unwrap_err().to_string(), "unsupported kind \"Pod\" of api version \"v1\"");
+    assert_eq!(
+        decode(&pod).unwrap_err().to_string(),
+        "unsupported kind \"Pod\" of api version \"v1\""
+    );
 
     let mut unknown = Unknown {
-        type_meta: Some(TypeMeta { api_version: Some("v1".into()), kind: Some("Secret".into()) }),
+        type_meta: Some(TypeMeta {
+            api_version: Some("v1".into()),
+            kind: Some("Secret".into()),
+        }),
         raw: Some(Vec::new()),
         content_encoding: Some("gzip".into()),
         content_type: Some(String::new()),
     };
     let mut body = MAGIC.to_vec();
     body.extend(unknown.encode_to_vec());
-    assert!(matches!(decode(&body), Err(ProtobufError::UnsupportedContentEncoding(e)) if e == "gzip"));
+    assert!(
+        matches!(decode(&body), Err(ProtobufError::UnsupportedContentEncoding(e)) if e == "gzip")
+    );
     unknown.content_encoding = None;
     unknown.content_type = Some("application/json".into());
     let mut body = MAGIC.to_vec();
     body.extend(unknown.encode_to_vec());
-    assert!(matches!(decode(&body), Err(ProtobufError::UnsupportedContentType(_))));
+    assert!(matches!(
+        decode(&body),
+        Err(ProtobufError::UnsupportedContentType(_))
+    ));
     unknown.content_type = Some(MEDIA_TYPE.into());
     let mut body = MAGIC.to_vec();
     body.extend(unknown.encode_to_vec());
-    assert_eq!(decode(&body).unwrap(), json!({"apiVersion": "v1", "kind": "Secret"}));
+    assert_eq!(
+        decode(&body).unwrap(),
+        json!({"apiVersion": "v1", "kind": "Secret"})
+    );
 
     // Wrong wire type for a known field.
     let body = kubectl_body("v1", "Secret", vec![0x0a, 0x02, 0x38, 0x05, 0x28, 0x01]);
-    assert_eq!(decode(&body).unwrap(), json!({"apiVersion": "v1", "kind": "Secret",
-                                              "metadata": {"generation": 5}, "immutable": true}));
+    assert_eq!(
+        decode(&body).unwrap(),
+        json!({"apiVersion": "v1", "kind": "Secret",
+                                              "metadata": {"generation": 5}, "immutable": true})
+    );
     let body = kubectl_body("v1", "Secret", vec![0x08, 0x01]);
     assert_eq!(
         decode(&body).unwrap_err().to_string(),
@@ -534,12 +608,25 @@ fn decode_errors() {
     );
     // A length running past the end.
     let body = kubectl_body("v1", "Secret", vec![0x1a, 0x7f, b'a']);
-    assert!(matches!(decode(&body), Err(ProtobufError::Malformed { .. })));
+    assert!(matches!(
+        decode(&body),
+        Err(ProtobufError::Malformed { .. })
+    ));
     // Groups are refused; unknown fixed-width fields are skipped.
     let body = kubectl_body("v1", "Secret", vec![0x33]);
-    assert!(matches!(decode(&body), Err(ProtobufError::Malformed { .. })));
-    let body = kubectl_body("v1", "Secret", vec![0x49, 1, 2, 3, 4, 5, 6, 7, 8, 0x55, 1, 2, 3, 4]);
-    assert_eq!(decode(&body).unwrap(), json!({"apiVersion": "v1", "kind": "Secret"}));
+    assert!(matches!(
+        decode(&body),
+        Err(ProtobufError::Malformed { .. })
+    ));
+    let body = kubectl_body(
+        "v1",
+        "Secret",
+        vec![0x49, 1, 2, 3, 4, 5, 6, 7, 8, 0x55, 1, 2, 3, 4],
+    );
+    assert_eq!(
+        decode(&body).unwrap(),
+        json!({"apiVersion": "v1", "kind": "Secret"})
+    );
     // Invalid fieldsV1 JSON.
     let entry = [0x3a, 0x03, 0x0a, 0x01, b'{'];
     let mut meta = vec![0x8a, 0x01, entry.len() as u8];
@@ -547,13 +634,18 @@ fn decode_errors() {
     let mut raw = vec![0x0a, meta.len() as u8];
     raw.extend(meta);
     let body = kubectl_body("v1", "Secret", raw);
-    assert!(matches!(decode(&body), Err(ProtobufError::InvalidFieldsV1 { field, .. })
-        if field == "Secret.metadata.managedFields.fieldsV1"));
+    assert!(
+        matches!(decode(&body), Err(ProtobufError::InvalidFieldsV1 { field, .. })
+        if field == "Secret.metadata.managedFields.fieldsV1")
+    );
 }
 
 #[test]
 fn decode_never_panics_on_truncations_and_bit_flips_of_real_values() {
-    for vector in [vector_hex(RKE2, "etcd_value"), vector_hex(KMS_V2, "plaintext")] {
+    for vector in [
+        vector_hex(RKE2, "etcd_value"),
+        vector_hex(KMS_V2, "plaintext"),
+    ] {
         for end in 0..vector.len() {
             let _ = decode(&vector[..end]);
         }
@@ -611,7 +703,12 @@ prop_compose! {
 }
 
 fn secret() -> impl Strategy<Value = Value> {
-    (metadata(), prop::option::of(any::<bool>()), map_of(base64_value()), "[a-zA-Z./]{0,20}")
+    (
+        metadata(),
+        prop::option::of(any::<bool>()),
+        map_of(base64_value()),
+        "[a-zA-Z./]{0,20}",
+    )
         .prop_map(|(metadata, immutable, data, secret_type)| {
             let mut object = Map::new();
             object.insert("apiVersion".into(), json!("v1"));

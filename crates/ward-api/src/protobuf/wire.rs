@@ -30,19 +30,31 @@ pub(crate) struct Path<'a> {
 
 impl<'a> Path<'a> {
     pub(crate) const fn root(name: &'a str) -> Self {
-        Self { parent: None, segment: Segment::Root(name) }
+        Self {
+            parent: None,
+            segment: Segment::Root(name),
+        }
     }
 
     pub(crate) fn field(&'a self, name: &'a str) -> Path<'a> {
-        Path { parent: Some(self), segment: Segment::Field(name) }
+        Path {
+            parent: Some(self),
+            segment: Segment::Field(name),
+        }
     }
 
     pub(crate) fn index(&'a self, index: usize) -> Path<'a> {
-        Path { parent: Some(self), segment: Segment::Index(index) }
+        Path {
+            parent: Some(self),
+            segment: Segment::Index(index),
+        }
     }
 
     pub(crate) fn key(&'a self, key: &'a str) -> Path<'a> {
-        Path { parent: Some(self), segment: Segment::Key(key) }
+        Path {
+            parent: Some(self),
+            segment: Segment::Key(key),
+        }
     }
 
     /// Renders the path as `metadata.labels[app]` or `rules[0].verbs`.
@@ -306,7 +318,11 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }
@@ -332,7 +348,10 @@ mod tests {
             assert_eq!(parse_rfc3339(text), Some(seconds), "{text}");
             assert_eq!(format_rfc3339(seconds).as_deref(), Some(text));
         }
-        assert_eq!(parse_rfc3339("2023-09-01T17:56:49.123456+02:00"), Some(1_693_583_809));
+        assert_eq!(
+            parse_rfc3339("2023-09-01T17:56:49.123456+02:00"),
+            Some(1_693_583_809)
+        );
         assert_eq!(parse_rfc3339("2023-09-01T15:56:49.5Z"), Some(1_693_583_809));
         for bad in [
             "",
@@ -364,7 +383,11 @@ mod tests {
             assert!(reader.is_empty());
         }
         assert!(Reader::new(&[0x80; 11]).varint().is_err());
-        assert!(Reader::new(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]).varint().is_err());
+        assert!(
+            Reader::new(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02])
+                .varint()
+                .is_err()
+        );
         assert!(Reader::new(&[0x80]).varint().is_err());
         // A length far beyond the buffer is refused before anything is allocated.
         let mut huge = Vec::new();

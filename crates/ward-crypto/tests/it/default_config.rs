@@ -14,7 +14,7 @@ fn default_config_encrypts_secrets_and_configmaps_with_secretbox() {
     let rule = &config.rules()[0];
     let names: Vec<String> = rule.resources().iter().map(ToString::to_string).collect();
     assert_eq!(names, ["secrets", "configmaps"]);
-    match &rule.providers()[..] {
+    match rule.providers() {
         [ProviderConfig::Secretbox(keys), ProviderConfig::Identity] => {
             assert_eq!(keys.keys().len(), 1);
             let name = keys.keys()[0].name();

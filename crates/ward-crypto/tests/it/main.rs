@@ -1,5 +1,8 @@
 //! Integration tests of `ward-crypto`'s public API: one binary, one module per area.
 
+// Helpers outside `#[test]` functions panic on failure too; that is how a test fails.
+#![allow(clippy::unwrap_used)]
+
 mod canary;
 mod config;
 mod default_config;
