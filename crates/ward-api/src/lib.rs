@@ -8,9 +8,9 @@
 
 pub mod patch;
 pub mod protobuf;
-pub mod selector;
 pub mod resources;
 pub mod schema;
+pub mod selector;
 pub mod status;
 pub mod strategy;
 pub mod table;

@@ -39,9 +39,19 @@ pub struct ResourceInfo {
     pub name_rule: NameRule,
 }
 
-const NAMESPACED_VERBS: &[&str] =
-    &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
-const NAMESPACE_VERBS: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
+const NAMESPACED_VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+const NAMESPACE_VERBS: &[&str] = &[
+    "create", "delete", "get", "list", "patch", "update", "watch",
+];
 
 /// Every resource Ward serves, in discovery order.
 pub static RESOURCES: &[ResourceInfo] = &[
@@ -133,12 +143,16 @@ impl ResourceInfo {
 ///
 /// `None` when Ward does not serve it.
 pub fn lookup(group: &str, version: &str, resource: &str) -> Option<&'static ResourceInfo> {
-    RESOURCES.iter().find(|r| r.group == group && r.version == version && r.resource == resource)
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.resource == resource)
 }
 
 /// The resource whose kind is `kind` in `group`.
 pub fn lookup_kind(group: &str, kind: &str) -> Option<&'static ResourceInfo> {
-    RESOURCES.iter().find(|r| r.group == group && r.kind == kind)
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.kind == kind)
 }
 
 #[cfg(test)]

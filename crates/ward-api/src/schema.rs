@@ -104,7 +104,11 @@ fn object_meta() -> Shape {
 }
 
 fn shape_of(kind: &str) -> Option<Shape> {
-    let mut fields = vec![("apiVersion", Str), ("kind", Str), ("metadata", object_meta())];
+    let mut fields = vec![
+        ("apiVersion", Str),
+        ("kind", Str),
+        ("metadata", object_meta()),
+    ];
     match kind {
         "Secret" => fields.extend([
             ("data", str_map()),
@@ -153,7 +157,11 @@ pub fn check(kind: &str, value: &mut Value) -> Option<SchemaReport> {
 }
 
 fn join(path: &str, field: &str) -> String {
-    if path.is_empty() { field.to_owned() } else { format!("{path}.{field}") }
+    if path.is_empty() {
+        field.to_owned()
+    } else {
+        format!("{path}.{field}")
+    }
 }
 
 fn walk(shape: &Shape, value: &mut Value, path: &str, report: &mut SchemaReport) {
@@ -214,7 +222,9 @@ fn walk(shape: &Shape, value: &mut Value, path: &str, report: &mut SchemaReport)
                 Value::Object(_) => "an object",
             };
             let field = if path.is_empty() { "<root>" } else { path };
-            report.type_errors.push(format!("{field}: expected {expected}, got {got}"));
+            report
+                .type_errors
+                .push(format!("{field}: expected {expected}, got {got}"));
         }
     }
 }
@@ -234,7 +244,10 @@ mod tests {
         let mut v = json!({"apiVersion":"v1","kind":"Secret","metadata":{"name":"a","bogus":1},
                            "data":{"k":"dg=="},"extra":{"x":1}});
         let r = check("Secret", &mut v).expect("schema");
-        assert_eq!(r.unknown, vec!["metadata.bogus".to_owned(), "extra".to_owned()]);
+        assert_eq!(
+            r.unknown,
+            vec!["metadata.bogus".to_owned(), "extra".to_owned()]
+        );
         assert!(r.type_errors.is_empty());
         assert!(v.get("extra").is_none());
         assert!(v["metadata"].get("bogus").is_none());
@@ -246,7 +259,11 @@ mod tests {
         let r = check("Secret", &mut v).expect("schema");
         assert_eq!(r.type_errors.len(), 2, "{r:?}");
         assert!(r.type_errors.iter().all(|e| !e.contains("c2VjcmV0")));
-        assert!(r.type_errors.iter().any(|e| e.starts_with("metadata.labels[x]")));
+        assert!(
+            r.type_errors
+                .iter()
+                .any(|e| e.starts_with("metadata.labels[x]"))
+        );
     }
 
     #[test]

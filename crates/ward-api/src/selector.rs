@@ -34,6 +34,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::hash::BuildHasher;
+use std::str::FromStr;
 
 use serde_json::Value;
 
@@ -65,6 +66,14 @@ pub trait Labels {
 
 impl Labels for serde_json::Map<String, Value> {
     /// Non-string values (which valid objects never hold) count as unset.
+    fn label(&self, key: &str) -> Option<&str> {
+        self.get(key).and_then(Value::as_str)
+    }
+}
+
+impl Labels for Value {
+    /// An object's members, as for a map; any other value (e.g. the `null` of a missing
+    /// `metadata.labels`) has no labels.
     fn label(&self, key: &str) -> Option<&str> {
         self.get(key).and_then(Value::as_str)
     }
@@ -225,6 +234,22 @@ impl LabelSelector {
     /// Whether an object with these labels is selected.
     pub fn matches<L: Labels + ?Sized>(&self, labels: &L) -> bool {
         !self.nothing && self.requirements.iter().all(|r| r.matches(labels))
+    }
+}
+
+impl Default for LabelSelector {
+    /// [`LabelSelector::everything`].
+    fn default() -> Self {
+        Self::everything()
+    }
+}
+
+impl FromStr for LabelSelector {
+    type Err = SelectorError;
+
+    /// [`LabelSelector::parse`].
+    fn from_str(selector: &str) -> Result<Self, Self::Err> {
+        Self::parse(selector)
     }
 }
 
@@ -862,6 +887,15 @@ impl FieldSelector {
             }),
             None => Ok(()),
         }
+    }
+}
+
+impl FromStr for FieldSelector {
+    type Err = SelectorError;
+
+    /// [`FieldSelector::parse`].
+    fn from_str(selector: &str) -> Result<Self, Self::Err> {
+        Self::parse(selector)
     }
 }
 

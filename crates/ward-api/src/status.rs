@@ -25,7 +25,11 @@ impl FieldError {
         } else {
             format!("Required value: {detail}")
         };
-        FieldError { reason: "FieldValueRequired", field: field.into(), message }
+        FieldError {
+            reason: "FieldValueRequired",
+            field: field.into(),
+            message,
+        }
     }
 
     /// A field has an invalid value. `shown` is the value to echo (never a secret's value: pass
@@ -35,7 +39,11 @@ impl FieldError {
             Some(v) => format!("Invalid value: {}: {detail}", Value::String(v.to_owned())),
             None => format!("Invalid value: {detail}"),
         };
-        FieldError { reason: "FieldValueInvalid", field: field.into(), message }
+        FieldError {
+            reason: "FieldValueInvalid",
+            field: field.into(),
+            message,
+        }
     }
 
     /// A field may not be set or changed.
@@ -107,7 +115,11 @@ impl std::error::Error for ApiError {}
 
 /// `<resource>[.<group>]`, as Kubernetes names a resource in messages.
 pub fn qualified_resource(group: &str, resource: &str) -> String {
-    if group.is_empty() { resource.to_owned() } else { format!("{resource}.{group}") }
+    if group.is_empty() {
+        resource.to_owned()
+    } else {
+        format!("{resource}.{group}")
+    }
 }
 
 impl ApiError {
@@ -165,7 +177,11 @@ impl ApiError {
 
     /// 404 NotFound for a path the server does not serve.
     pub fn no_route() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource")
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
     }
 
     /// 405 MethodNotAllowed.
@@ -173,7 +189,9 @@ impl ApiError {
         Self::new(
             405,
             "MethodNotAllowed",
-            format!("the server does not allow this method on the requested resource ({method} {what})"),
+            format!(
+                "the server does not allow this method on the requested resource ({method} {what})"
+            ),
         )
     }
 
@@ -189,8 +207,12 @@ impl ApiError {
     /// 409 AlreadyExists.
     pub fn already_exists(group: &str, resource: &str, name: &str) -> Self {
         let qr = qualified_resource(group, resource);
-        Self::new(409, "AlreadyExists", format!("{qr} \"{name}\" already exists"))
-            .with_details(group, resource, name)
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{qr} \"{name}\" already exists"),
+        )
+        .with_details(group, resource, name)
     }
 
     /// 409 Conflict for a stale resourceVersion or failed precondition.
@@ -248,15 +270,23 @@ impl ApiError {
         } else {
             format!("[{}]", rendered.join(", "))
         };
-        let mut e = Self::new(422, "Invalid", format!("{kind} \"{name}\" is invalid: {list}"))
-            .with_details(group, kind, name);
+        let mut e = Self::new(
+            422,
+            "Invalid",
+            format!("{kind} \"{name}\" is invalid: {list}"),
+        )
+        .with_details(group, kind, name);
         e.causes = causes;
         e
     }
 
     /// 500 InternalError. `message` must not hold secret material.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
+        Self::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {}", message.into()),
+        )
     }
 
     /// 503 ServiceUnavailable.
@@ -338,7 +368,10 @@ mod tests {
             "",
             "Secret",
             "x",
-            vec![FieldError::required("data[tls.crt]", ""), FieldError::required("data[tls.key]", "")],
+            vec![
+                FieldError::required("data[tls.crt]", ""),
+                FieldError::required("data[tls.key]", ""),
+            ],
         );
         assert_eq!(e.code, 422);
         assert_eq!(
@@ -353,6 +386,9 @@ mod tests {
     #[test]
     fn group_qualifies_resource() {
         let e = ApiError::already_exists("rbac.authorization.k8s.io", "roles", "r");
-        assert_eq!(e.message, "roles.rbac.authorization.k8s.io \"r\" already exists");
+        assert_eq!(
+            e.message,
+            "roles.rbac.authorization.k8s.io \"r\" already exists"
+        );
     }
 }

@@ -32,15 +32,25 @@ pub fn fill_create_metadata(
     now: &str,
 ) -> Result<(), ApiError> {
     let meta = metadata_mut(obj);
-    let name = meta.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let name = meta
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     if name.is_empty() {
-        let prefix = meta.get("generateName").and_then(Value::as_str).unwrap_or_default();
+        let prefix = meta
+            .get("generateName")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if prefix.is_empty() {
             return Err(ApiError::invalid(
                 info.group,
                 info.kind,
                 "",
-                vec![FieldError::required("metadata.name", "name or generateName is required")],
+                vec![FieldError::required(
+                    "metadata.name",
+                    "name or generateName is required",
+                )],
             ));
         }
         let generated = format!("{prefix}{}", random_suffix());
@@ -63,7 +73,12 @@ pub fn fill_create_metadata(
     }
     meta.insert("uid".into(), json!(uid));
     meta.insert("creationTimestamp".into(), json!(now));
-    for f in ["resourceVersion", "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+    for f in [
+        "resourceVersion",
+        "selfLink",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+    ] {
         meta.remove(f);
     }
     Ok(())
@@ -96,14 +111,19 @@ pub fn prepare_create(info: &ResourceInfo, obj: &mut Value) -> Result<(), ApiErr
                 .as_object_mut()
                 .map(|m| m.entry("spec").or_insert_with(|| json!({})));
             if let Some(Value::Object(spec)) = spec {
-                spec.entry("finalizers").or_insert_with(|| json!(["kubernetes"]));
+                spec.entry("finalizers")
+                    .or_insert_with(|| json!(["kubernetes"]));
             }
             obj["status"] = json!({"phase": "Active"});
         }
         _ => {}
     }
     let causes = validate(info, obj)?;
-    if causes.is_empty() { Ok(()) } else { Err(invalid(info, obj, causes)) }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid(info, obj, causes))
+    }
 }
 
 /// Applies defaults and validates an update of `old` into `new`: immutability of `type`,
@@ -113,9 +133,19 @@ pub fn prepare_create(info: &ResourceInfo, obj: &mut Value) -> Result<(), ApiErr
 pub fn prepare_update(info: &ResourceInfo, old: &Value, new: &mut Value) -> Result<(), ApiError> {
     set_type_meta(info, new);
     {
-        let old_meta = old.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
+        let old_meta = old
+            .get("metadata")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
         let meta = metadata_mut(new);
-        for f in ["uid", "creationTimestamp", "namespace", "deletionTimestamp", "generation"] {
+        for f in [
+            "uid",
+            "creationTimestamp",
+            "namespace",
+            "deletionTimestamp",
+            "generation",
+        ] {
             match old_meta.get(f) {
                 Some(v) => {
                     meta.insert(f.into(), v.clone());
@@ -136,7 +166,11 @@ pub fn prepare_update(info: &ResourceInfo, old: &Value, new: &mut Value) -> Resu
             if new_type.is_empty() {
                 new["type"] = json!(old_type);
             } else if new_type != old_type {
-                causes.push(FieldError::invalid("type", Some(new_type), "field is immutable"));
+                causes.push(FieldError::invalid(
+                    "type",
+                    Some(new_type),
+                    "field is immutable",
+                ));
             }
             immutability(old, new, &["data"], &mut causes);
         }
@@ -149,7 +183,11 @@ pub fn prepare_update(info: &ResourceInfo, old: &Value, new: &mut Value) -> Resu
         _ => {}
     }
     causes.extend(validate(info, new)?);
-    if causes.is_empty() { Ok(()) } else { Err(invalid(info, new, causes)) }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid(info, new, causes))
+    }
 }
 
 /// The object's `metadata` map, created if missing.
@@ -173,7 +211,10 @@ pub fn metadata_mut(obj: &mut Value) -> &mut Map<String, Value> {
 
 /// `metadata.<field>` as a string, or `""`.
 pub fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
-    obj.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_str).unwrap_or_default()
+    obj.get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 fn set_type_meta(info: &ResourceInfo, obj: &mut Value) {
@@ -189,10 +230,17 @@ fn invalid(info: &ResourceInfo, obj: &Value, causes: Vec<FieldError>) -> ApiErro
 
 /// Merges `stringData` into `data` (a stringData value wins) and drops `stringData`.
 fn merge_string_data(info: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError> {
-    let Some(map) = obj.as_object_mut() else { return Ok(()) };
-    let Some(string_data) = map.remove("stringData") else { return Ok(()) };
+    let Some(map) = obj.as_object_mut() else {
+        return Ok(());
+    };
+    let Some(string_data) = map.remove("stringData") else {
+        return Ok(());
+    };
     let Value::Object(string_data) = string_data else {
-        return Err(ApiError::bad_request(format!("{}: stringData must be an object", info.kind)));
+        return Err(ApiError::bad_request(format!(
+            "{}: stringData must be an object",
+            info.kind
+        )));
     };
     let data = map.entry("data").or_insert_with(|| json!({}));
     if !data.is_object() {
@@ -217,11 +265,17 @@ fn merge_string_data(info: &ResourceInfo, obj: &mut Value) -> Result<(), ApiErro
 }
 
 fn immutability(old: &Value, new: &Value, fields: &[&str], causes: &mut Vec<FieldError>) {
-    let old_immutable = old.get("immutable").and_then(Value::as_bool).unwrap_or(false);
+    let old_immutable = old
+        .get("immutable")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     if !old_immutable {
         return;
     }
-    let new_immutable = new.get("immutable").and_then(Value::as_bool).unwrap_or(false);
+    let new_immutable = new
+        .get("immutable")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     if !new_immutable {
         causes.push(FieldError::forbidden(
             "immutable",
@@ -233,7 +287,10 @@ fn immutability(old: &Value, new: &Value, fields: &[&str], causes: &mut Vec<Fiel
         let o = old.get(*f).unwrap_or(&empty);
         let n = new.get(*f).unwrap_or(&empty);
         if o != n {
-            causes.push(FieldError::forbidden(*f, "field is immutable when `immutable` is set"));
+            causes.push(FieldError::forbidden(
+                *f,
+                "field is immutable when `immutable` is set",
+            ));
         }
     }
 }
@@ -256,7 +313,10 @@ pub fn validate_metadata(info: &ResourceInfo, obj: &Value) -> Vec<FieldError> {
     for e in info.validate_name(name) {
         causes.push(FieldError::invalid("metadata.name", Some(name), &e));
     }
-    if let Some(labels) = obj.get("metadata").and_then(|m| m.get("labels")).and_then(Value::as_object)
+    if let Some(labels) = obj
+        .get("metadata")
+        .and_then(|m| m.get("labels"))
+        .and_then(Value::as_object)
     {
         for (k, v) in labels {
             for e in validation::qualified_name(k) {
@@ -264,12 +324,18 @@ pub fn validate_metadata(info: &ResourceInfo, obj: &Value) -> Vec<FieldError> {
             }
             let v = v.as_str().unwrap_or_default();
             for e in validation::label_value(v) {
-                causes.push(FieldError::invalid(format!("metadata.labels[{k}]"), Some(v), &e));
+                causes.push(FieldError::invalid(
+                    format!("metadata.labels[{k}]"),
+                    Some(v),
+                    &e,
+                ));
             }
         }
     }
-    if let Some(ann) =
-        obj.get("metadata").and_then(|m| m.get("annotations")).and_then(Value::as_object)
+    if let Some(ann) = obj
+        .get("metadata")
+        .and_then(|m| m.get("annotations"))
+        .and_then(Value::as_object)
     {
         let mut total = 0;
         for (k, v) in ann {
@@ -331,8 +397,11 @@ fn validate_secret(obj: &Value) -> Result<Vec<FieldError>, ApiError> {
             }
         }
         "kubernetes.io/dockercfg" | "kubernetes.io/dockerconfigjson" => {
-            let key =
-                if t == "kubernetes.io/dockercfg" { ".dockercfg" } else { ".dockerconfigjson" };
+            let key = if t == "kubernetes.io/dockercfg" {
+                ".dockercfg"
+            } else {
+                ".dockerconfigjson"
+            };
             match get(key) {
                 None => causes.push(FieldError::required(format!("data[{key}]"), "")),
                 Some(v) => {
@@ -375,7 +444,10 @@ fn validate_config_map(obj: &Value) -> Result<Vec<FieldError>, ApiError> {
     let mut causes = Vec::new();
     let empty = Map::new();
     let data = obj.get("data").and_then(Value::as_object).unwrap_or(&empty);
-    let binary = obj.get("binaryData").and_then(Value::as_object).unwrap_or(&empty);
+    let binary = obj
+        .get("binaryData")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
     let mut total = 0usize;
     for (k, v) in data {
         for e in validation::config_map_key(k) {
@@ -476,8 +548,14 @@ mod tests {
     #[test]
     fn generate_name() {
         let mut s = json!({"metadata":{"generateName":"db-"}});
-        fill_create_metadata(secret(), &mut s, Some("default"), "uid", "2026-01-01T00:00:00Z")
-            .expect("ok");
+        fill_create_metadata(
+            secret(),
+            &mut s,
+            Some("default"),
+            "uid",
+            "2026-01-01T00:00:00Z",
+        )
+        .expect("ok");
         let name = meta_str(&s, "name");
         assert!(name.starts_with("db-") && name.len() == 8, "{name}");
         let mut none = json!({"metadata":{}});

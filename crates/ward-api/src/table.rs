@@ -56,23 +56,28 @@ pub fn columns(info: &ResourceInfo) -> Value {
     let cols = match info.kind {
         "Secret" => vec![
             name,
-            column("Type", "string", "", "Used to facilitate programmatic handling of secret data."),
+            column(
+                "Type",
+                "string",
+                "",
+                "Used to facilitate programmatic handling of secret data.",
+            ),
             column("Data", "string", "", "Data contains the secret data."),
             age,
         ],
         "ConfigMap" => vec![
             name,
-            column("Data", "string", "", "Data contains the configuration data."),
+            column(
+                "Data",
+                "string",
+                "",
+                "Data contains the configuration data.",
+            ),
             age,
         ],
         "Namespace" => vec![
             name,
-            column(
-                "Status",
-                "string",
-                "",
-                "The status of the namespace",
-            ),
+            column("Status", "string", "", "The status of the namespace"),
             age,
         ],
         _ => vec![name, age],
@@ -83,13 +88,26 @@ pub fn columns(info: &ResourceInfo) -> Value {
 /// The cells of one object's row.
 pub fn cells(info: &ResourceInfo, obj: &Value, now: SystemTime) -> Value {
     let name = obj.pointer("/metadata/name").cloned().unwrap_or(json!(""));
-    let age = json!(age(obj.pointer("/metadata/creationTimestamp").and_then(Value::as_str), now));
+    let age = json!(age(
+        obj.pointer("/metadata/creationTimestamp")
+            .and_then(Value::as_str),
+        now
+    ));
     let count = |f: &str| obj.get(f).and_then(Value::as_object).map_or(0, |m| m.len());
     match info.kind {
-        "Secret" => json!([name, obj.get("type").cloned().unwrap_or(json!("")), count("data"), age]),
+        "Secret" => json!([
+            name,
+            obj.get("type").cloned().unwrap_or(json!("")),
+            count("data"),
+            age
+        ]),
         "ConfigMap" => json!([name, count("data") + count("binaryData"), age]),
         "Namespace" => {
-            json!([name, obj.pointer("/status/phase").cloned().unwrap_or(json!("")), age])
+            json!([
+                name,
+                obj.pointer("/status/phase").cloned().unwrap_or(json!("")),
+                age
+            ])
         }
         _ => json!([name, age]),
     }
@@ -154,7 +172,11 @@ pub fn human_duration(d: Duration) -> String {
     let m = s / 60;
     if m < 10 {
         let rem = s % 60;
-        return if rem == 0 { format!("{m}m") } else { format!("{m}m{rem}s") };
+        return if rem == 0 {
+            format!("{m}m")
+        } else {
+            format!("{m}m{rem}s")
+        };
     }
     if m < 60 * 3 {
         return format!("{m}m");
@@ -162,14 +184,22 @@ pub fn human_duration(d: Duration) -> String {
     let h = m / 60;
     if h < 8 {
         let rem = m % 60;
-        return if rem == 0 { format!("{h}h") } else { format!("{h}h{rem}m") };
+        return if rem == 0 {
+            format!("{h}h")
+        } else {
+            format!("{h}h{rem}m")
+        };
     }
     if h < 48 {
         return format!("{h}h");
     }
     if h < 24 * 8 {
         let rem = h % 24;
-        return if rem == 0 { format!("{}d", h / 24) } else { format!("{}d{rem}h", h / 24) };
+        return if rem == 0 {
+            format!("{}d", h / 24)
+        } else {
+            format!("{}d{rem}h", h / 24)
+        };
     }
     if h < 24 * 365 * 2 {
         return format!("{}d", h / 24);
@@ -177,7 +207,11 @@ pub fn human_duration(d: Duration) -> String {
     let y = h / (24 * 365);
     if y < 8 {
         let days = (h / 24) % 365;
-        return if days == 0 { format!("{y}y") } else { format!("{y}y{days}d") };
+        return if days == 0 {
+            format!("{y}y")
+        } else {
+            format!("{y}y{days}d")
+        };
     }
     format!("{y}y")
 }
@@ -204,8 +238,14 @@ mod tests {
         let obj = json!({"metadata":{"name":"s1","namespace":"default",
                                       "creationTimestamp": rfc3339(now)},
                          "type":"Opaque","data":{"a":"","b":""}});
-        let t = table(info, &[obj], json!({"resourceVersion":"5"}), IncludeObject::Metadata,
-                      true, now);
+        let t = table(
+            info,
+            &[obj],
+            json!({"resourceVersion":"5"}),
+            IncludeObject::Metadata,
+            true,
+            now,
+        );
         assert_eq!(t["rows"][0]["cells"], json!(["s1", "Opaque", 2, "0s"]));
         assert_eq!(t["rows"][0]["object"]["metadata"]["namespace"], "default");
         assert_eq!(t["columnDefinitions"].as_array().map(Vec::len), Some(4));

@@ -23,7 +23,9 @@ fn is_alnum(c: char) -> bool {
 pub fn dns1123_label(value: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if value.len() > DNS1123_LABEL_MAX {
-        errs.push(format!("must be no more than {DNS1123_LABEL_MAX} characters"));
+        errs.push(format!(
+            "must be no more than {DNS1123_LABEL_MAX} characters"
+        ));
     }
     let ok = !value.is_empty()
         && value.chars().all(|c| is_lower_alnum(c) || c == '-')
@@ -45,7 +47,9 @@ pub fn dns1123_label(value: &str) -> Vec<String> {
 pub fn dns1123_subdomain(value: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if value.len() > DNS1123_SUBDOMAIN_MAX {
-        errs.push(format!("must be no more than {DNS1123_SUBDOMAIN_MAX} characters"));
+        errs.push(format!(
+            "must be no more than {DNS1123_SUBDOMAIN_MAX} characters"
+        ));
     }
     let ok = !value.is_empty()
         && value.split('.').all(|part| {
@@ -88,7 +92,9 @@ pub fn config_map_key(value: &str) -> Vec<String> {
         errs.push(format!("must be no more than {CONFIG_KEY_MAX} characters"));
     }
     if value.is_empty()
-        || !value.chars().all(|c| is_alnum(c) || c == '-' || c == '_' || c == '.')
+        || !value
+            .chars()
+            .all(|c| is_alnum(c) || c == '-' || c == '_' || c == '.')
     {
         errs.push(
             "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. \
@@ -114,9 +120,13 @@ fn qualified_name_part(name: &str) -> Vec<String> {
         return errs;
     }
     if name.len() > QUALIFIED_NAME_MAX {
-        errs.push(format!("name part must be no more than {QUALIFIED_NAME_MAX} characters"));
+        errs.push(format!(
+            "name part must be no more than {QUALIFIED_NAME_MAX} characters"
+        ));
     }
-    let ok = name.chars().all(|c| is_alnum(c) || c == '-' || c == '_' || c == '.')
+    let ok = name
+        .chars()
+        .all(|c| is_alnum(c) || c == '-' || c == '_' || c == '.')
         && name.chars().next().is_some_and(is_alnum)
         && name.chars().last().is_some_and(is_alnum);
     if !ok {
@@ -139,7 +149,11 @@ pub fn qualified_name(value: &str) -> Vec<String> {
             if prefix.is_empty() {
                 errs.push("prefix part must be non-empty".to_owned());
             } else {
-                errs.extend(dns1123_subdomain(prefix).into_iter().map(|e| format!("prefix part {e}")));
+                errs.extend(
+                    dns1123_subdomain(prefix)
+                        .into_iter()
+                        .map(|e| format!("prefix part {e}")),
+                );
             }
             if name.contains('/') {
                 errs.push("a qualified name may contain at most one '/'".to_owned());
@@ -161,7 +175,9 @@ pub fn label_value(value: &str) -> Vec<String> {
     if value.len() > LABEL_VALUE_MAX {
         errs.push(format!("must be no more than {LABEL_VALUE_MAX} characters"));
     }
-    let ok = value.chars().all(|c| is_alnum(c) || c == '-' || c == '_' || c == '.')
+    let ok = value
+        .chars()
+        .all(|c| is_alnum(c) || c == '-' || c == '_' || c == '.')
         && value.chars().next().is_some_and(is_alnum)
         && value.chars().last().is_some_and(is_alnum);
     if !ok {

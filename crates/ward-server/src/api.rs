@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt as _, Limited};
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 use tokio::sync::watch as signal;
@@ -57,7 +57,12 @@ impl App {
         shutdown: signal::Receiver<bool>,
         addr: SocketAddr,
     ) -> Self {
-        App { store, auth, shutdown, addr }
+        App {
+            store,
+            auth,
+            shutdown,
+            addr,
+        }
     }
 
     /// Handles one request; never fails (errors become `Status` replies).
@@ -69,82 +74,121 @@ impl App {
     }
 
     async fn route(self: &Arc<Self>, req: Request<Incoming>) -> Reply {
-        let target = parse_path(req.uri().path());
+        let (req, incoming) = req.into_parts();
+        let target = parse_path(req.uri.path());
         let get_only = |m: &Method| {
             if m == Method::GET || m == Method::HEAD {
                 Ok(())
             } else {
-                Err(ApiError::method_not_allowed(m.as_str(), req.uri().path()))
+                Err(ApiError::method_not_allowed(m.as_str(), req.uri.path()))
             }
         };
         // Public, unauthenticated endpoints (kube's system:public-info-viewer).
         match &target {
             Target::Health => {
-                get_only(req.method())?;
+                get_only(&req.method)?;
                 return Ok(text_response(StatusCode::OK, "ok"));
             }
             Target::Version => {
-                get_only(req.method())?;
-                return Ok(object_response(StatusCode::OK, &discovery::version(), Output::Json));
+                get_only(&req.method)?;
+                return Ok(object_response(
+                    StatusCode::OK,
+                    &discovery::version(),
+                    Output::Json,
+                ));
             }
             _ => {}
         }
-        let Some(user) = self.auth.authenticate(req.headers().get(header::AUTHORIZATION)) else {
+        let Some(user) = self
+            .auth
+            .authenticate(req.headers.get(header::AUTHORIZATION))
+        else {
+            // Read a little of any body so the client receives the 401 rather than a reset.
+            let _ = read_body(&req.headers, incoming, UNAUTHENTICATED_BODY_BYTES).await;
             return Err(ApiError::unauthorized());
         };
-        let query = Query::parse(req.uri().query());
+        let (ct, body) = if matches!(req.method, Method::GET | Method::HEAD) {
+            (None, Bytes::new())
+        } else {
+            read_body(&req.headers, incoming, MAX_BODY_BYTES).await?
+        };
+        let query = Query::parse(req.uri.query());
         let include = IncludeObject::parse(query.get("includeObject").unwrap_or_default())
-            .ok_or_else(|| ApiError::bad_request("includeObject must be None, Metadata or Object"))?;
-        let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok());
-        let output = negotiate(accept, include)?;
-        let plain = |o: Output| if matches!(o, Output::Yaml) { o } else { Output::Json };
+            .ok_or_else(|| {
+                ApiError::bad_request("includeObject must be None, Metadata or Object")
+            })?;
+        let accept = req
+            .headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok());
+        let output = match target {
+            // OpenAPI is served as JSON whatever the client prefers (kubectl offers protobuf first).
+            Target::OpenApiRoot | Target::OpenApiGroupVersion { .. } => Output::Json,
+            _ => negotiate(accept, include)?,
+        };
+        let plain = |o: Output| {
+            if matches!(o, Output::Yaml) {
+                o
+            } else {
+                Output::Json
+            }
+        };
         let ok = |v: Option<Value>, o: Output| {
-            v.map(|v| object_response(StatusCode::OK, &v, o)).ok_or_else(ApiError::no_route)
+            v.map(|v| object_response(StatusCode::OK, &v, o))
+                .ok_or_else(ApiError::no_route)
         };
         match target {
             Target::ApiVersions | Target::ApiGroups => {
-                get_only(req.method())?;
+                get_only(&req.method)?;
                 let core = target == Target::ApiVersions;
                 match output {
-                    Output::AggregatedDiscovery(v) => ok(Some(discovery::aggregated(core, v)), output),
+                    Output::AggregatedDiscovery(v) => {
+                        ok(Some(discovery::aggregated(core, v)), output)
+                    }
                     o if core => ok(Some(discovery::api_versions(self.addr)), plain(o)),
                     o => ok(Some(discovery::api_groups()), plain(o)),
                 }
             }
             Target::ResourceList { group, version } => {
-                get_only(req.method())?;
+                get_only(&req.method)?;
                 ok(discovery::resource_list(&group, &version), plain(output))
             }
             Target::Group { group } => {
-                get_only(req.method())?;
+                get_only(&req.method)?;
                 ok(discovery::api_group(&group), plain(output))
             }
             Target::OpenApiRoot => {
-                get_only(req.method())?;
+                get_only(&req.method)?;
                 ok(Some(discovery::openapi_root()), Output::Json)
             }
             Target::OpenApiGroupVersion { group, version } => {
-                get_only(req.method())?;
-                ok(discovery::openapi_group_version(&group, &version), Output::Json)
+                get_only(&req.method)?;
+                ok(
+                    discovery::openapi_group_version(&group, &version),
+                    Output::Json,
+                )
             }
-            Target::Resource(p) => self.resource(req, p, query, output, user).await,
+            Target::Resource(p) => self.resource(&req, p, query, output, user, ct, body).await,
             Target::Unknown | Target::Health | Target::Version => Err(ApiError::no_route()),
         }
     }
 
+    #[allow(clippy::too_many_arguments)] // one request's parts, passed once
     async fn resource(
         self: &Arc<Self>,
-        req: Request<Incoming>,
+        req: &http::request::Parts,
         p: ResourcePath,
         query: Query,
         output: Output,
         user: UserInfo,
+        ct: Option<String>,
+        body: Bytes,
     ) -> Reply {
         if p.subresource.is_some() {
             return Err(ApiError::no_route());
         }
         let item = p.name.is_some();
-        let verb = match (req.method().clone(), item) {
+        let verb = match (req.method.clone(), item) {
             (Method::GET | Method::HEAD, true) => "get",
             (Method::GET | Method::HEAD, false) if query.flag("watch") => "watch",
             (Method::GET | Method::HEAD, false) => "list",
@@ -153,41 +197,41 @@ impl App {
             (Method::PATCH, true) => "patch",
             (Method::DELETE, true) => "delete",
             (Method::DELETE, false) => "deletecollection",
-            (m, _) => return Err(ApiError::method_not_allowed(m.as_str(), req.uri().path())),
+            (m, _) => return Err(ApiError::method_not_allowed(m.as_str(), req.uri.path())),
         };
         if !p.info.verbs.contains(&verb)
             || (verb == "create" && p.info.namespaced && p.namespace.is_none())
         {
-            return Err(ApiError::method_not_allowed(req.method().as_str(), req.uri().path()));
+            return Err(ApiError::method_not_allowed(
+                req.method.as_str(),
+                req.uri.path(),
+            ));
         }
-        let ctx = Ctx { p, query, output, user, verb };
+        let ctx = Ctx {
+            p,
+            query,
+            output,
+            user,
+            verb,
+        };
         match verb {
             "get" => self.get(&ctx).await,
             "list" => self.list(&ctx).await,
             "watch" => {
-                watch::serve(&self.store, self.shutdown.clone(), &ctx.p, &ctx.query, ctx.output)
-                    .await
+                watch::serve(
+                    &self.store,
+                    self.shutdown.clone(),
+                    &ctx.p,
+                    &ctx.query,
+                    ctx.output,
+                )
+                .await
             }
-            "create" => {
-                let (ct, body) = read_body(req).await?;
-                self.create(&ctx, ct, body).await
-            }
-            "update" => {
-                let (ct, body) = read_body(req).await?;
-                self.update(&ctx, ct, body).await
-            }
-            "patch" => {
-                let (ct, body) = read_body(req).await?;
-                self.patch(&ctx, ct, body).await
-            }
-            "delete" => {
-                let (_, body) = read_body(req).await?;
-                self.delete(&ctx, body).await
-            }
-            _ => {
-                let (_, body) = read_body(req).await?;
-                self.delete_collection(&ctx, body).await
-            }
+            "create" => self.create(&ctx, ct, body).await,
+            "update" => self.update(&ctx, ct, body).await,
+            "patch" => self.patch(&ctx, ct, body).await,
+            "delete" => self.delete(&ctx, body).await,
+            _ => self.delete_collection(&ctx, body).await,
         }
     }
 
@@ -204,11 +248,24 @@ impl App {
         Ok(self.render_one(info, &obj, ctx.output, StatusCode::OK))
     }
 
-    fn render_one(&self, info: &ResourceInfo, obj: &Value, output: Output, code: StatusCode) -> Response<Body> {
+    fn render_one(
+        &self,
+        info: &ResourceInfo,
+        obj: &Value,
+        output: Output,
+        code: StatusCode,
+    ) -> Response<Body> {
         match output {
             Output::Table(include) => {
                 let meta = json!({"resourceVersion": meta_str(obj, "resourceVersion")});
-                let t = table::table(info, std::slice::from_ref(obj), meta, include, true, SystemTime::now());
+                let t = table::table(
+                    info,
+                    std::slice::from_ref(obj),
+                    meta,
+                    include,
+                    true,
+                    SystemTime::now(),
+                );
                 object_response(code, &t, output)
             }
             Output::PartialMetadata => object_response(code, &table::partial_metadata(obj), output),
@@ -223,7 +280,10 @@ impl App {
         let prefix = info.key_prefix(ctx.ns());
         let continue_token = ctx.query.get("continue").filter(|c| !c.is_empty());
         let rv = ctx.query.get("resourceVersion").filter(|r| !r.is_empty());
-        let rv_match = ctx.query.get("resourceVersionMatch").filter(|r| !r.is_empty());
+        let rv_match = ctx
+            .query
+            .get("resourceVersionMatch")
+            .filter(|r| !r.is_empty());
         let (mut revision, mut start) = match (continue_token, rv, rv_match) {
             (Some(_), Some(r), _) if r != "0" => {
                 return Err(ApiError::bad_request(
@@ -233,20 +293,26 @@ impl App {
             (Some(c), _, _) => {
                 let (rev, key) = decode_continue(c, &info.key_prefix(None))?;
                 if !key.starts_with(&prefix) {
-                    return Err(ApiError::bad_request("continue key is not valid: it is for another collection"));
+                    return Err(ApiError::bad_request(
+                        "continue key is not valid: it is for another collection",
+                    ));
                 }
                 (Some(rev), Some(key))
             }
             (None, Some(r), Some("Exact")) => (Some(parse_rv(r)?), None),
             (None, rv, Some("NotOlderThan")) if rv.is_none() => {
-                return Err(ApiError::bad_request("resourceVersionMatch is forbidden unless resourceVersion is provided"));
+                return Err(ApiError::bad_request(
+                    "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                ));
             }
             (None, Some(r), _) => {
                 parse_rv(r)?;
                 (None, None)
             }
             (None, None, Some(_)) => {
-                return Err(ApiError::bad_request("resourceVersionMatch is forbidden unless resourceVersion is provided"));
+                return Err(ApiError::bad_request(
+                    "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                ));
             }
             (None, None, None) => (None, None),
         };
@@ -255,7 +321,10 @@ impl App {
         let mut remaining;
         loop {
             let want = if limit == 0 { 0 } else { limit - items.len() };
-            let page = self.store.list(info, ctx.ns(), start.take(), want, revision).await?;
+            let page = self
+                .store
+                .list(info, ctx.ns(), start.take(), want, revision)
+                .await?;
             revision = Some(page.revision);
             items.extend(page.items.into_iter().filter(|o| filter.matches(o)));
             remaining = page.remaining;
@@ -298,18 +367,33 @@ impl App {
         let dry_run = ctx.query.dry_run()?;
         let kind = body_type(ct.as_deref())
             .filter(|t| matches!(t, BodyType::Json | BodyType::Yaml | BodyType::Protobuf))
-            .ok_or_else(|| ApiError::unsupported_media_type(ct.as_deref().unwrap_or_default(), ACCEPTED_BODY_TYPES))?;
+            .ok_or_else(|| {
+                ApiError::unsupported_media_type(
+                    ct.as_deref().unwrap_or_default(),
+                    ACCEPTED_BODY_TYPES,
+                )
+            })?;
         let mut obj = decode_object(kind, &body)?;
         let warnings = check_body(info, &mut obj, &ctx.query)?;
         let ns = ctx.ns();
         if let Some(ns) = ns {
-            self.ensure_namespace_accepts(info, ns, meta_str(&obj, "name")).await?;
+            self.ensure_namespace_accepts(info, ns, meta_str(&obj, "name"))
+                .await?;
         }
         let now = table::rfc3339(SystemTime::now());
-        strategy::fill_create_metadata(info, &mut obj, ns, &uuid::Uuid::new_v4().to_string(), &now)?;
+        strategy::fill_create_metadata(
+            info,
+            &mut obj,
+            ns,
+            &uuid::Uuid::new_v4().to_string(),
+            &now,
+        )?;
         strategy::prepare_create(info, &mut obj)?;
         if dry_run {
-            return Ok(with_warnings(self.render_one(info, &obj, ctx.output, StatusCode::CREATED), &warnings));
+            return Ok(with_warnings(
+                self.render_one(info, &obj, ctx.output, StatusCode::CREATED),
+                &warnings,
+            ));
         }
         let generated = meta_str(&obj, "generateName").len() > 0
             && meta_str(&obj, "name").len() == meta_str(&obj, "generateName").len() + 5;
@@ -319,7 +403,11 @@ impl App {
                 Ok(v) => break v,
                 Err(e) if e.code == 409 && generated && attempt < 3 => {
                     attempt += 1;
-                    let name = format!("{}{}", meta_str(&obj, "generateName"), strategy::random_suffix());
+                    let name = format!(
+                        "{}{}",
+                        meta_str(&obj, "generateName"),
+                        strategy::random_suffix()
+                    );
                     strategy::metadata_mut(&mut obj).insert("name".into(), json!(name));
                 }
                 Err(e) => return Err(e),
@@ -327,7 +415,10 @@ impl App {
         };
         info!(user = %ctx.user.username, verb = "create", resource = info.resource,
               namespace = ns.unwrap_or_default(), name = meta_str(&created, "name"), "object written");
-        Ok(with_warnings(self.render_one(info, &created, ctx.output, StatusCode::CREATED), &warnings))
+        Ok(with_warnings(
+            self.render_one(info, &created, ctx.output, StatusCode::CREATED),
+            &warnings,
+        ))
     }
 
     async fn update(&self, ctx: &Ctx, ct: Option<String>, body: Bytes) -> Reply {
@@ -336,7 +427,12 @@ impl App {
         let dry_run = ctx.query.dry_run()?;
         let kind = body_type(ct.as_deref())
             .filter(|t| matches!(t, BodyType::Json | BodyType::Yaml | BodyType::Protobuf))
-            .ok_or_else(|| ApiError::unsupported_media_type(ct.as_deref().unwrap_or_default(), ACCEPTED_BODY_TYPES))?;
+            .ok_or_else(|| {
+                ApiError::unsupported_media_type(
+                    ct.as_deref().unwrap_or_default(),
+                    ACCEPTED_BODY_TYPES,
+                )
+            })?;
         let mut obj = decode_object(kind, &body)?;
         let warnings = check_body(info, &mut obj, &ctx.query)?;
         check_identity(info, &obj, ctx.ns(), name)?;
@@ -357,12 +453,18 @@ impl App {
             let mut new = obj.clone();
             strategy::prepare_update(info, &current, &mut new)?;
             if dry_run {
-                return Ok(with_warnings(self.render_one(info, &new, ctx.output, StatusCode::OK), &warnings));
+                return Ok(with_warnings(
+                    self.render_one(info, &new, ctx.output, StatusCode::OK),
+                    &warnings,
+                ));
             }
             match self.store.update(info, &new, rev).await {
                 Ok(v) => {
                     self.log_write(ctx, "update");
-                    return Ok(with_warnings(self.render_one(info, &v, ctx.output, StatusCode::OK), &warnings));
+                    return Ok(with_warnings(
+                        self.render_one(info, &v, ctx.output, StatusCode::OK),
+                        &warnings,
+                    ));
                 }
                 Err(StoreWriteError::Conflict) if precondition.is_none() => continue,
                 Err(StoreWriteError::Conflict) => {
@@ -382,14 +484,25 @@ impl App {
             .filter(|t| {
                 matches!(
                     t,
-                    BodyType::MergePatch | BodyType::JsonPatch | BodyType::StrategicMergePatch | BodyType::ApplyPatch
+                    BodyType::MergePatch
+                        | BodyType::JsonPatch
+                        | BodyType::StrategicMergePatch
+                        | BodyType::ApplyPatch
                 )
             })
-            .ok_or_else(|| ApiError::unsupported_media_type(ct.as_deref().unwrap_or_default(), ACCEPTED_PATCH_TYPES))?;
+            .ok_or_else(|| {
+                ApiError::unsupported_media_type(
+                    ct.as_deref().unwrap_or_default(),
+                    ACCEPTED_PATCH_TYPES,
+                )
+            })?;
         let patch: Value = match kind {
             BodyType::ApplyPatch => decode_object(BodyType::Yaml, &body)?,
             _ => serde_json::from_slice(&body).map_err(|e| {
-                ApiError::bad_request(format!("the patch could not be decoded as JSON: {}", json_error_position(&e)))
+                ApiError::bad_request(format!(
+                    "the patch could not be decoded as JSON: {}",
+                    json_error_position(&e)
+                ))
             })?,
         };
         if kind == BodyType::ApplyPatch {
@@ -399,7 +512,11 @@ impl App {
                     "PATCH, with application/apply-patch+yaml, requires the fieldManager parameter",
                 ));
             }
-            if ctx.query.get("force").is_some_and(|f| f != "true" && f != "false") {
+            if ctx
+                .query
+                .get("force")
+                .is_some_and(|f| f != "true" && f != "false")
+            {
                 return Err(ApiError::bad_request("force must be true or false"));
             }
         } else if kind != BodyType::JsonPatch && !patch.is_object() {
@@ -412,17 +529,29 @@ impl App {
                     check_identity(info, &obj, ctx.ns(), name)?;
                     strategy::metadata_mut(&mut obj).insert("name".into(), json!(name));
                     let body = Bytes::from(obj.to_string());
-                    return self.create(ctx, Some("application/json".into()), body).await;
+                    return self
+                        .create(ctx, Some("application/json".into()), body)
+                        .await;
                 }
                 return Err(ApiError::not_found(info.group, info.resource, name));
             };
             let mut new = current.clone();
             match kind {
                 BodyType::MergePatch => ward_api::patch::merge_patch(&mut new, &patch),
-                BodyType::JsonPatch => ward_api::patch::json_patch(&mut new, &patch)
-                    .map_err(|e| ApiError::invalid(info.group, info.kind, name, vec![ward_api::FieldError::invalid("", None, &e.to_string())]))?,
-                BodyType::StrategicMergePatch => ward_api::patch::strategic_merge_patch(&mut new, &patch, info.kind)
-                    .map_err(|e| ApiError::bad_request(e.to_string()))?,
+                BodyType::JsonPatch => {
+                    ward_api::patch::json_patch(&mut new, &patch).map_err(|e| {
+                        ApiError::invalid(
+                            info.group,
+                            info.kind,
+                            name,
+                            vec![ward_api::FieldError::invalid("", None, &e.to_string())],
+                        )
+                    })?
+                }
+                BodyType::StrategicMergePatch => {
+                    ward_api::patch::strategic_merge_patch(&mut new, &patch, info.kind)
+                        .map_err(|e| ApiError::bad_request(e.to_string()))?
+                }
                 _ => {
                     check_identity(info, &patch, ctx.ns(), name)?;
                     ward_api::patch::apply_patch(&mut new, &patch);
@@ -437,12 +566,18 @@ impl App {
             let conditional = patch.pointer("/metadata/resourceVersion").is_some();
             strategy::prepare_update(info, &current, &mut new)?;
             if dry_run {
-                return Ok(with_warnings(self.render_one(info, &new, ctx.output, StatusCode::OK), &warnings));
+                return Ok(with_warnings(
+                    self.render_one(info, &new, ctx.output, StatusCode::OK),
+                    &warnings,
+                ));
             }
             match self.store.update(info, &new, rev).await {
                 Ok(v) => {
                     self.log_write(ctx, "patch");
-                    return Ok(with_warnings(self.render_one(info, &v, ctx.output, StatusCode::OK), &warnings));
+                    return Ok(with_warnings(
+                        self.render_one(info, &v, ctx.output, StatusCode::OK),
+                        &warnings,
+                    ));
                 }
                 Err(StoreWriteError::Conflict) if !conditional => continue,
                 Err(StoreWriteError::Conflict) => {
@@ -470,12 +605,21 @@ impl App {
             opts.check(info, &current, rev)?;
             let uid = meta_str(&current, "uid").to_owned();
             if opts.dry_run {
-                return Ok(object_response(StatusCode::OK, &ward_api::status::success_status(info.group, info.resource, name, Some(&uid)), Output::Json));
+                return Ok(object_response(
+                    StatusCode::OK,
+                    &ward_api::status::success_status(info.group, info.resource, name, Some(&uid)),
+                    Output::Json,
+                ));
             }
             match self.store.delete(info, ctx.ns(), name, Some(rev)).await {
                 Ok(_) => {
                     self.log_write(ctx, "delete");
-                    let s = ward_api::status::success_status(info.group, info.resource, name, Some(&uid));
+                    let s = ward_api::status::success_status(
+                        info.group,
+                        info.resource,
+                        name,
+                        Some(&uid),
+                    );
                     return Ok(object_response(StatusCode::OK, &s, Output::Json));
                 }
                 Err(StoreWriteError::Conflict) if !opts.conditional() => continue,
@@ -496,8 +640,21 @@ impl App {
         let mut deleted = Vec::new();
         for obj in page.items.into_iter().filter(|o| filter.matches(o)) {
             if !opts.dry_run {
-                let rev = Revision(meta_str(&obj, "resourceVersion").parse().unwrap_or_default());
-                match self.store.delete(info, Some(meta_str(&obj, "namespace")), meta_str(&obj, "name"), Some(rev)).await {
+                let rev = Revision(
+                    meta_str(&obj, "resourceVersion")
+                        .parse()
+                        .unwrap_or_default(),
+                );
+                match self
+                    .store
+                    .delete(
+                        info,
+                        Some(meta_str(&obj, "namespace")),
+                        meta_str(&obj, "name"),
+                        Some(rev),
+                    )
+                    .await
+                {
                     Ok(_) => {}
                     Err(StoreWriteError::Conflict) => continue,
                     Err(StoreWriteError::Api(e)) if e.code == 404 => continue,
@@ -514,7 +671,12 @@ impl App {
 
     // === namespaces ===
 
-    async fn ensure_namespace_accepts(&self, info: &ResourceInfo, ns: &str, name: &str) -> Result<(), ApiError> {
+    async fn ensure_namespace_accepts(
+        &self,
+        info: &ResourceInfo,
+        ns: &str,
+        name: &str,
+    ) -> Result<(), ApiError> {
         let ns_info = namespaces();
         let Some((obj, _)) = self.store.get(ns_info, None, ns).await? else {
             return Err(ApiError::not_found("", "namespaces", ns));
@@ -524,7 +686,9 @@ impl App {
                 info.group,
                 info.resource,
                 name,
-                &format!("unable to create new content in namespace {ns} because it is being terminated"),
+                &format!(
+                    "unable to create new content in namespace {ns} because it is being terminated"
+                ),
             ));
         }
         Ok(())
@@ -534,7 +698,12 @@ impl App {
         let info = ctx.p.info;
         let name = ctx.name();
         if SYSTEM_NAMESPACES.contains(&name) {
-            return Err(ApiError::forbidden("", "namespaces", name, "this namespace may not be deleted"));
+            return Err(ApiError::forbidden(
+                "",
+                "namespaces",
+                name,
+                "this namespace may not be deleted",
+            ));
         }
         for _ in 0..WRITE_ATTEMPTS {
             let (mut current, rev) = self
@@ -549,8 +718,10 @@ impl App {
             if opts.dry_run {
                 return Ok(object_response(StatusCode::OK, &current, ctx.output));
             }
-            strategy::metadata_mut(&mut current)
-                .insert("deletionTimestamp".into(), json!(table::rfc3339(SystemTime::now())));
+            strategy::metadata_mut(&mut current).insert(
+                "deletionTimestamp".into(),
+                json!(table::rfc3339(SystemTime::now())),
+            );
             current["status"] = json!({"phase": "Terminating"});
             match self.store.update(info, &current, rev).await {
                 Ok(v) => {
@@ -572,7 +743,9 @@ impl App {
             match app.store.list(namespaces(), None, None, 0, None).await {
                 Ok(page) => {
                     for ns in page.items {
-                        if ns.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating") {
+                        if ns.pointer("/status/phase").and_then(Value::as_str)
+                            == Some("Terminating")
+                        {
                             app.spawn_namespace_finalizer(meta_str(&ns, "name").to_owned());
                         }
                     }
@@ -594,7 +767,8 @@ impl App {
                     }
                     Err(e) => {
                         warn!(namespace = %ns, error = %e, "namespace deletion incomplete; retrying");
-                        tokio::time::sleep(Duration::from_millis(200 * (attempt + 1).min(25))).await;
+                        tokio::time::sleep(Duration::from_millis(200 * (attempt + 1).min(25)))
+                            .await;
                     }
                 }
             }
@@ -605,11 +779,17 @@ impl App {
         for info in RESOURCES.iter().filter(|r| r.namespaced) {
             let page = self.store.list(info, Some(ns), None, 0, None).await?;
             for obj in page.items {
-                match self.store.delete(info, Some(ns), meta_str(&obj, "name"), None).await {
+                match self
+                    .store
+                    .delete(info, Some(ns), meta_str(&obj, "name"), None)
+                    .await
+                {
                     Ok(_) => {}
                     Err(StoreWriteError::Api(e)) if e.code == 404 => {}
                     Err(StoreWriteError::Api(e)) => return Err(e),
-                    Err(StoreWriteError::Conflict) => return Err(ApiError::modified(info.group, info.resource, ns)),
+                    Err(StoreWriteError::Conflict) => {
+                        return Err(ApiError::modified(info.group, info.resource, ns));
+                    }
                 }
             }
         }
@@ -640,7 +820,11 @@ struct Ctx {
 
 impl Ctx {
     fn ns(&self) -> Option<&str> {
-        if self.p.info.namespaced { self.p.namespace.as_deref() } else { None }
+        if self.p.info.namespaced {
+            self.p.namespace.as_deref()
+        } else {
+            None
+        }
     }
 
     fn name(&self) -> &str {
@@ -650,7 +834,10 @@ impl Ctx {
 
 fn namespaces() -> &'static ResourceInfo {
     // The table in ward_api::resources always holds namespaces; a test checks it.
-    RESOURCES.iter().find(|r| r.kind == "Namespace").unwrap_or(&RESOURCES[0])
+    RESOURCES
+        .iter()
+        .find(|r| r.kind == "Namespace")
+        .unwrap_or(&RESOURCES[0])
 }
 
 /// Parsed `DeleteOptions` (body or query).
@@ -668,27 +855,47 @@ impl DeleteOptions {
         if !body.iter().all(u8::is_ascii_whitespace) {
             let v: Value = serde_json::from_slice(body)
                 .or_else(|_| serde_saphyr::from_slice(body))
-                .map_err(|_| ApiError::bad_request("the DeleteOptions body could not be decoded"))?;
+                .map_err(|_| {
+                    ApiError::bad_request("the DeleteOptions body could not be decoded")
+                })?;
             if !v.is_object() {
-                return Err(ApiError::bad_request("the DeleteOptions body must be an object"));
+                return Err(ApiError::bad_request(
+                    "the DeleteOptions body must be an object",
+                ));
             }
             match v.get("dryRun") {
                 None | Some(Value::Null) => {}
                 Some(Value::Array(a)) if a.is_empty() => {}
                 Some(Value::Array(a)) if a.len() == 1 && a[0] == "All" => dry_run = true,
-                Some(_) => return Err(ApiError::bad_request("Invalid dryRun value: supported values: \"All\"")),
+                Some(_) => {
+                    return Err(ApiError::bad_request(
+                        "Invalid dryRun value: supported values: \"All\"",
+                    ));
+                }
             }
             if let Some(p) = v.get("propagationPolicy").and_then(Value::as_str) {
                 if !["Orphan", "Background", "Foreground"].contains(&p) {
-                    return Err(ApiError::bad_request(format!("unsupported propagationPolicy {p:?}")));
+                    return Err(ApiError::bad_request(format!(
+                        "unsupported propagationPolicy {p:?}"
+                    )));
                 }
             }
-            uid = v.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_owned);
-            if let Some(rv) = v.pointer("/preconditions/resourceVersion").and_then(Value::as_str) {
+            uid = v
+                .pointer("/preconditions/uid")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            if let Some(rv) = v
+                .pointer("/preconditions/resourceVersion")
+                .and_then(Value::as_str)
+            {
                 resource_version = Some(parse_rv(rv)?);
             }
         }
-        Ok(DeleteOptions { dry_run, uid, resource_version })
+        Ok(DeleteOptions {
+            dry_run,
+            uid,
+            resource_version,
+        })
     }
 
     fn conditional(&self) -> bool {
@@ -700,17 +907,27 @@ impl DeleteOptions {
         if let Some(uid) = &self.uid {
             let actual = meta_str(obj, "uid");
             if uid != actual {
-                return Err(ApiError::conflict(info.group, info.resource, name, &format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
-                )));
+                return Err(ApiError::conflict(
+                    info.group,
+                    info.resource,
+                    name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
+                    ),
+                ));
             }
         }
         if let Some(want) = self.resource_version {
             if want != rev {
-                return Err(ApiError::conflict(info.group, info.resource, name, &format!(
-                    "Precondition failed: ResourceVersion in precondition: {}, ResourceVersion in object meta: {}",
-                    want.0, rev.0
-                )));
+                return Err(ApiError::conflict(
+                    info.group,
+                    info.resource,
+                    name,
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {}, ResourceVersion in object meta: {}",
+                        want.0, rev.0
+                    ),
+                ));
             }
         }
         Ok(())
@@ -724,26 +941,70 @@ fn parse_rv(rv: &str) -> Result<Revision, ApiError> {
 }
 
 /// Reads the body (at most [`MAX_BODY_BYTES`]) and its content type.
-async fn read_body(req: Request<Incoming>) -> Result<(Option<String>, Bytes), ApiError> {
-    let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    if let Some(len) = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()) {
-        if len > MAX_BODY_BYTES {
-            return Err(ApiError::too_large(MAX_BODY_BYTES));
+///
+/// A larger body is read on and discarded (up to [`DRAIN_FACTOR`] times the limit, within
+/// [`DRAIN_TIME`]) before the 413 reply, so that HTTP/2 and HTTP/1.1 clients still receive the
+/// `Status` instead of a reset stream.
+async fn read_body(
+    headers: &http::HeaderMap,
+    mut body: Incoming,
+    limit: usize,
+) -> Result<(Option<String>, Bytes), ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut buf = bytes::BytesMut::new();
+    let mut seen: u64 = 0;
+    let too_large = declared.is_some_and(|n| n > limit as u64);
+    let drain = async {
+        while let Some(frame) = body.frame().await {
+            let frame =
+                frame.map_err(|_| ApiError::bad_request("the request body could not be read"))?;
+            if let Ok(data) = frame.into_data() {
+                seen += data.len() as u64;
+                if too_large || seen > limit as u64 {
+                    buf.clear();
+                    if seen > (limit as u64).saturating_mul(DRAIN_FACTOR) {
+                        break;
+                    }
+                } else {
+                    buf.extend_from_slice(&data);
+                }
+            }
         }
+        Ok::<_, ApiError>(())
+    };
+    match tokio::time::timeout(DRAIN_TIME, drain).await {
+        Ok(r) => r?,
+        Err(_) if too_large || seen > limit as u64 => {}
+        Err(_) => return Err(ApiError::bad_request("timed out reading the request body")),
     }
-    let collected = Limited::new(req.into_body(), MAX_BODY_BYTES).collect().await.map_err(|e| {
-        if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-            ApiError::too_large(MAX_BODY_BYTES)
-        } else {
-            ApiError::bad_request("the request body could not be read")
-        }
-    })?;
-    Ok((ct, collected.to_bytes()))
+    if too_large || seen > limit as u64 {
+        return Err(ApiError::too_large(limit));
+    }
+    Ok((ct, buf.freeze()))
 }
+
+/// How much body an unauthenticated request may send before its 401.
+const UNAUTHENTICATED_BODY_BYTES: usize = 64 * 1024;
+/// An oversized body is read and discarded up to this many times the limit before the reply.
+const DRAIN_FACTOR: u64 = 4;
+/// How long reading a body (or draining an oversized one) may take.
+const DRAIN_TIME: Duration = Duration::from_secs(30);
 
 /// Position of a JSON syntax error, without any of the input.
 fn json_error_position(e: &serde_json::Error) -> String {
-    format!("{:?} error at line {} column {}", e.classify(), e.line(), e.column())
+    format!(
+        "{:?} error at line {} column {}",
+        e.classify(),
+        e.line(),
+        e.column()
+    )
 }
 
 /// Decodes a request body into a JSON object. Error messages never quote the body.
@@ -752,8 +1013,9 @@ fn decode_object(kind: BodyType, body: &[u8]) -> Result<Value, ApiError> {
         return Err(ApiError::bad_request("the request body is empty"));
     }
     let v: Value = match kind {
-        BodyType::Protobuf => ward_api::protobuf::decode(body)
-            .map_err(|e| ApiError::bad_request(format!("the protobuf body could not be decoded: {e}")))?,
+        BodyType::Protobuf => ward_api::protobuf::decode(body).map_err(|e| {
+            ApiError::bad_request(format!("the protobuf body could not be decoded: {e}"))
+        })?,
         BodyType::Yaml | BodyType::ApplyPatch => match serde_json::from_slice(body) {
             Ok(v) => v,
             Err(_) => serde_saphyr::from_slice(body).map_err(|_| {
@@ -761,7 +1023,10 @@ fn decode_object(kind: BodyType, body: &[u8]) -> Result<Value, ApiError> {
             })?,
         },
         _ => serde_json::from_slice(body).map_err(|e| {
-            ApiError::bad_request(format!("the body could not be decoded as JSON: {}", json_error_position(&e)))
+            ApiError::bad_request(format!(
+                "the body could not be decoded as JSON: {}",
+                json_error_position(&e)
+            ))
         })?,
     };
     if !v.is_object() {
@@ -772,11 +1037,19 @@ fn decode_object(kind: BodyType, body: &[u8]) -> Result<Value, ApiError> {
 
 /// Checks apiVersion/kind against the URL and known fields against the kind's schema, applying
 /// `fieldValidation`. `Ok` holds the warnings to send.
-fn check_body(info: &ResourceInfo, obj: &mut Value, query: &Query) -> Result<Vec<String>, ApiError> {
-    let fv = FieldValidation::parse(query.get("fieldValidation").unwrap_or_default()).ok_or_else(|| {
-        ApiError::bad_request("fieldValidation must be one of Ignore, Warn or Strict")
-    })?;
-    if let Some(kind) = obj.get("kind").and_then(Value::as_str).filter(|k| !k.is_empty()) {
+fn check_body(
+    info: &ResourceInfo,
+    obj: &mut Value,
+    query: &Query,
+) -> Result<Vec<String>, ApiError> {
+    let fv = FieldValidation::parse(query.get("fieldValidation").unwrap_or_default()).ok_or_else(
+        || ApiError::bad_request("fieldValidation must be one of Ignore, Warn or Strict"),
+    )?;
+    if let Some(kind) = obj
+        .get("kind")
+        .and_then(Value::as_str)
+        .filter(|k| !k.is_empty())
+    {
         if kind != info.kind {
             return Err(ApiError::bad_request(format!(
                 "the kind in the body ({kind}) does not match the kind of the URL ({})",
@@ -784,7 +1057,11 @@ fn check_body(info: &ResourceInfo, obj: &mut Value, query: &Query) -> Result<Vec
             )));
         }
     }
-    if let Some(av) = obj.get("apiVersion").and_then(Value::as_str).filter(|k| !k.is_empty()) {
+    if let Some(av) = obj
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .filter(|k| !k.is_empty())
+    {
         if av != info.api_version() {
             return Err(ApiError::bad_request(format!(
                 "the API version in the body ({av}) does not match the expected API version ({})",
@@ -792,7 +1069,9 @@ fn check_body(info: &ResourceInfo, obj: &mut Value, query: &Query) -> Result<Vec
             )));
         }
     }
-    let Some(report) = schema::check(info.kind, obj) else { return Ok(Vec::new()) };
+    let Some(report) = schema::check(info.kind, obj) else {
+        return Ok(Vec::new());
+    };
     if !report.type_errors.is_empty() {
         return Err(ApiError::bad_request(format!(
             "{} in body could not be decoded: {}",
@@ -800,18 +1079,28 @@ fn check_body(info: &ResourceInfo, obj: &mut Value, query: &Query) -> Result<Vec
             report.type_errors.join("; ")
         )));
     }
-    let unknown: Vec<String> = report.unknown.iter().map(|f| format!("unknown field {f:?}")).collect();
+    let unknown: Vec<String> = report
+        .unknown
+        .iter()
+        .map(|f| format!("unknown field {f:?}"))
+        .collect();
     match fv {
-        FieldValidation::Strict if !unknown.is_empty() => {
-            Err(ApiError::bad_request(format!("strict decoding error: {}", unknown.join(", "))))
-        }
+        FieldValidation::Strict if !unknown.is_empty() => Err(ApiError::bad_request(format!(
+            "strict decoding error: {}",
+            unknown.join(", ")
+        ))),
         FieldValidation::Warn => Ok(unknown),
         _ => Ok(Vec::new()),
     }
 }
 
 /// The body's name and namespace must match the URL (an empty body name takes the URL's).
-fn check_identity(info: &ResourceInfo, obj: &Value, ns: Option<&str>, name: &str) -> Result<(), ApiError> {
+fn check_identity(
+    info: &ResourceInfo,
+    obj: &Value,
+    ns: Option<&str>,
+    name: &str,
+) -> Result<(), ApiError> {
     let body_name = meta_str(obj, "name");
     if !body_name.is_empty() && body_name != name {
         return Err(ApiError::bad_request(format!(

@@ -124,9 +124,14 @@ fn load_or_create_ca(pki: &Path) -> Result<(String, Zeroizing<String>), ServeErr
     let key_pair = KeyPair::generate().map_err(pki_err)?;
     let mut params = CertificateParams::new(Vec::<String>::new()).map_err(pki_err)?;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, "ward-ca");
-    params.key_usages =
-        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "ward-ca");
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let (start, end) = validity(3650);
     params.not_before = start;
     params.not_after = end;
@@ -144,8 +149,7 @@ fn issue_serving_cert(
 ) -> Result<(String, Zeroizing<String>), ServeError> {
     let ca_key = KeyPair::from_pem(ca_key_pem).map_err(pki_err)?;
     let issuer = Issuer::from_ca_cert_pem(ca_pem, ca_key).map_err(pki_err)?;
-    let mut sans: Vec<String> =
-        vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+    let mut sans: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
     if let Some(h) = hostname() {
         sans.push(h);
     }
@@ -154,7 +158,11 @@ fn issue_serving_cert(
         if s.is_empty() {
             continue;
         }
-        if s.parse::<IpAddr>().is_err() && !s.chars().all(|c| c.is_ascii_alphanumeric() || ".-*".contains(c)) {
+        if s.parse::<IpAddr>().is_err()
+            && !s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-*".contains(c))
+        {
             return Err(ServeError::Config(format!(
                 "--tls-san: {s:?} is neither an IP address nor a DNS name"
             )));
@@ -163,8 +171,13 @@ fn issue_serving_cert(
     }
     sans.dedup();
     let mut params = CertificateParams::new(sans).map_err(pki_err)?;
-    params.distinguished_name.push(DnType::CommonName, "ward-serve");
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "ward-serve");
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let (start, end) = validity(365);
     params.not_before = start;
@@ -176,14 +189,19 @@ fn issue_serving_cert(
 
 fn validity(days: i64) -> (time::OffsetDateTime, time::OffsetDateTime) {
     let now = time::OffsetDateTime::now_utc();
-    (now - time::Duration::hours(1), now + time::Duration::days(days))
+    (
+        now - time::Duration::hours(1),
+        now + time::Duration::days(days),
+    )
 }
 
 fn hostname() -> Option<String> {
     let h = fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
     let h = h.trim().to_ascii_lowercase();
-    (!h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'))
-        .then_some(h)
+    (!h.is_empty()
+        && h.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'))
+    .then_some(h)
 }
 
 fn pki_err(e: rcgen::Error) -> ServeError {
@@ -205,7 +223,10 @@ fn read_to_string(path: &Path) -> Result<String, ServeError> {
 
 /// Refuses a key file that group or others can read.
 fn check_private(path: &Path) -> Result<(), ServeError> {
-    let mode = fs::metadata(path).map_err(|e| ServeError::io(path, e))?.permissions().mode();
+    let mode = fs::metadata(path)
+        .map_err(|e| ServeError::io(path, e))?
+        .permissions()
+        .mode();
     if mode & 0o077 != 0 {
         return Err(ServeError::Config(format!(
             "{}: mode {:o} lets others read a private key; run chmod 600 on it",
@@ -221,7 +242,9 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ServeError>
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp",
-        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
     ));
     let result = (|| {
         let mut f = fs::OpenOptions::new()

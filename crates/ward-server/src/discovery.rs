@@ -15,7 +15,11 @@ pub(crate) fn version() -> Value {
 }
 
 fn groups() -> Vec<&'static str> {
-    let mut g: Vec<&str> = RESOURCES.iter().map(|r| r.group).filter(|g| !g.is_empty()).collect();
+    let mut g: Vec<&str> = RESOURCES
+        .iter()
+        .map(|r| r.group)
+        .filter(|g| !g.is_empty())
+        .collect();
     g.dedup();
     g
 }
@@ -64,9 +68,15 @@ pub(crate) fn resource_list(group: &str, version: &str) -> Option<Value> {
     if resources.is_empty() {
         return None;
     }
-    let gv = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv,
-                "resources": resources}))
+    let gv = if group.is_empty() {
+        version.to_owned()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv,
+                "resources": resources}),
+    )
 }
 
 fn aggregated_resource(r: &ResourceInfo) -> Value {
@@ -83,8 +93,11 @@ fn aggregated_resource(r: &ResourceInfo) -> Value {
 /// Aggregated discovery for `/api` (core) or `/apis` (groups).
 pub(crate) fn aggregated(core: bool, version: &str) -> Value {
     let items: Vec<Value> = if core {
-        let resources: Vec<Value> =
-            RESOURCES.iter().filter(|r| r.group.is_empty()).map(aggregated_resource).collect();
+        let resources: Vec<Value> = RESOURCES
+            .iter()
+            .filter(|r| r.group.is_empty())
+            .map(aggregated_resource)
+            .collect();
         vec![json!({"metadata": {"creationTimestamp": null},
                     "versions": [{"version": "v1", "freshness": "Current", "resources": resources}]})]
     } else {
@@ -124,8 +137,15 @@ pub(crate) fn openapi_root() -> Value {
 /// validation to the server (which enforces it), `None` if not served.
 pub(crate) fn openapi_group_version(group: &str, version: &str) -> Option<Value> {
     let mut paths = serde_json::Map::new();
-    for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
-        let base = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
+    for r in RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
+        let base = if group.is_empty() {
+            format!("/api/{version}")
+        } else {
+            format!("/apis/{group}/{version}")
+        };
         let path = if r.namespaced {
             format!("{base}/namespaces/{{namespace}}/{}/{{name}}", r.resource)
         } else {
@@ -145,8 +165,10 @@ pub(crate) fn openapi_group_version(group: &str, version: &str) -> Option<Value>
     if paths.is_empty() {
         return None;
     }
-    Some(json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.32.0"},
-                "components": {"schemas": {}}, "paths": paths}))
+    Some(
+        json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.32.0"},
+                "components": {"schemas": {}}, "paths": paths}),
+    )
 }
 
 #[cfg(test)]
@@ -156,12 +178,21 @@ mod tests {
     #[test]
     fn core_list_has_served_resources() {
         let l = resource_list("", "v1").expect("core");
-        let names: Vec<&str> =
-            l["resources"].as_array().expect("array").iter().filter_map(|r| r["name"].as_str()).collect();
+        let names: Vec<&str> = l["resources"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .filter_map(|r| r["name"].as_str())
+            .collect();
         assert!(names.contains(&"secrets") && names.contains(&"namespaces"));
         assert!(resource_list("nope", "v1").is_none());
         let agg = aggregated(true, "v2");
-        assert_eq!(agg["items"][0]["versions"][0]["resources"].as_array().map(Vec::len), Some(names.len()));
+        assert_eq!(
+            agg["items"][0]["versions"][0]["resources"]
+                .as_array()
+                .map(Vec::len),
+            Some(names.len())
+        );
         let oa = openapi_group_version("", "v1").expect("core");
         assert!(oa["paths"]["/api/v1/namespaces/{namespace}/secrets/{name}"]["patch"].is_object());
     }

@@ -13,7 +13,9 @@ use crate::http::Body;
 use crate::request::Output;
 
 pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// A `Status` reply for `e`, in JSON (what every client understands for errors).
@@ -21,9 +23,13 @@ pub(crate) fn status_response(e: &ApiError) -> Response<Body> {
     let body = e.to_status().to_string();
     let mut resp = Response::new(full(body));
     *resp.status_mut() = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if let Some(r) = e.retry_after {
-        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(r));
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(r));
     }
     resp
 }
@@ -35,7 +41,10 @@ pub(crate) fn object_response(code: StatusCode, value: &Value, output: Output) -
             Ok(s) => (s.into_bytes(), "application/yaml"),
             Err(_) => return status_response(&ApiError::internal("unable to encode YAML")),
         },
-        Output::Table(_) => (value.to_string().into_bytes(), "application/json;as=Table;v=v1;g=meta.k8s.io"),
+        Output::Table(_) => (
+            value.to_string().into_bytes(),
+            "application/json;as=Table;v=v1;g=meta.k8s.io",
+        ),
         Output::PartialMetadata => (
             value.to_string().into_bytes(),
             "application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io",
@@ -52,7 +61,8 @@ pub(crate) fn object_response(code: StatusCode, value: &Value, output: Output) -
     };
     let mut resp = Response::new(full(bytes));
     *resp.status_mut() = code;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
     resp
 }
 
@@ -60,8 +70,10 @@ pub(crate) fn object_response(code: StatusCode, value: &Value, output: Output) -
 pub(crate) fn text_response(code: StatusCode, text: &'static str) -> Response<Body> {
     let mut resp = Response::new(full(text));
     *resp.status_mut() = code;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }
 
@@ -85,7 +97,12 @@ mod tests {
             ApiError::unavailable("x"),
             ApiError::method_not_allowed("PUT", "x"),
             ApiError::not_acceptable("x"),
-            ApiError::forbidden("", "namespaces", "default", "this namespace may not be deleted"),
+            ApiError::forbidden(
+                "",
+                "namespaces",
+                "default",
+                "this namespace may not be deleted",
+            ),
         ] {
             let r = status_response(&e);
             assert_eq!(r.status().as_u16(), e.code, "{e}");

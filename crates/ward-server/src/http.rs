@@ -67,14 +67,18 @@ pub(crate) struct Authenticator {
 
 impl Authenticator {
     fn new(token: &str) -> Self {
-        Authenticator { admin_token_sha256: Sha256::digest(token.as_bytes()).into() }
+        Authenticator {
+            admin_token_sha256: Sha256::digest(token.as_bytes()).into(),
+        }
     }
 
     /// The user a request's `Authorization` header proves, or `None` (reply 401, never saying
     /// why).
     pub(crate) fn authenticate(&self, header: Option<&http::HeaderValue>) -> Option<UserInfo> {
         let value = header?.as_bytes();
-        let token = value.strip_prefix(b"Bearer ").or_else(|| value.strip_prefix(b"bearer "))?;
+        let token = value
+            .strip_prefix(b"Bearer ")
+            .or_else(|| value.strip_prefix(b"bearer "))?;
         let digest: [u8; 32] = Sha256::digest(token).into();
         if bool::from(digest.ct_eq(&self.admin_token_sha256)) {
             Some(UserInfo {
@@ -111,13 +115,26 @@ pub(crate) async fn listen(
     store: ObjectStore,
 ) -> Result<ServerHandle, ServeError> {
     let acceptor = TlsAcceptor::from(Arc::new(tls_config(boot)?));
-    let listener = TcpListener::bind(addr).await.map_err(|e| ServeError::io(addr.to_string(), e))?;
-    let local_addr = listener.local_addr().map_err(|e| ServeError::io(addr.to_string(), e))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| ServeError::io(addr.to_string(), e))?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|e| ServeError::io(addr.to_string(), e))?;
     let (tx, rx) = watch::channel(false);
-    let app = Arc::new(App::new(store, Authenticator::new(&boot.admin_token), rx.clone(), local_addr));
+    let app = Arc::new(App::new(
+        store,
+        Authenticator::new(&boot.admin_token),
+        rx.clone(),
+        local_addr,
+    ));
     app.resume_namespace_deletions();
     let done = tokio::spawn(accept_loop(listener, acceptor, app, rx));
-    Ok(ServerHandle { local_addr, shutdown: tx, done })
+    Ok(ServerHandle {
+        local_addr,
+        shutdown: tx,
+        done,
+    })
 }
 
 async fn accept_loop(

@@ -65,7 +65,10 @@ pub enum ServeError {
 
 impl ServeError {
     pub(crate) fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
-        ServeError::Io { path: path.as_ref().display().to_string(), source }
+        ServeError::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
     }
 }
 
@@ -88,9 +91,16 @@ pub async fn start(opts: ServeOptions) -> Result<ServerHandle, ServeError> {
     for res in ["secrets", "configmaps"] {
         let t = transformers.for_resource("", res);
         if t.provider_name() == "identity" {
-            warn!(resource = res, "encryption at rest is OFF for this resource (identity provider)");
+            warn!(
+                resource = res,
+                "encryption at rest is OFF for this resource (identity provider)"
+            );
         } else {
-            info!(resource = res, provider = t.provider_name(), "encryption at rest");
+            info!(
+                resource = res,
+                provider = t.provider_name(),
+                "encryption at rest"
+            );
         }
     }
 
@@ -104,7 +114,10 @@ pub async fn start(opts: ServeOptions) -> Result<ServerHandle, ServeError> {
     .map_err(|e| ServeError::Storage(e.to_string()))?;
 
     let store = store::ObjectStore::new(Arc::new(storage), transformers);
-    store.ensure_default_namespaces().await.map_err(|e| ServeError::Storage(e.to_string()))?;
+    store
+        .ensure_default_namespaces()
+        .await
+        .map_err(|e| ServeError::Storage(e.to_string()))?;
 
     let addr = SocketAddr::new(opts.bind_address, opts.secure_port);
     let handle = http::listen(addr, &boot, store).await?;

@@ -52,16 +52,26 @@ pub(crate) fn parse_path(path: &str) -> Target {
         ["healthz" | "livez" | "readyz", ..] => Target::Health,
         ["api"] => Target::ApiVersions,
         ["apis"] => Target::ApiGroups,
-        ["api", "v1"] => Target::ResourceList { group: String::new(), version: "v1".into() },
-        ["apis", g] => Target::Group { group: (*g).to_owned() },
-        ["apis", g, v] => Target::ResourceList { group: (*g).to_owned(), version: (*v).to_owned() },
+        ["api", "v1"] => Target::ResourceList {
+            group: String::new(),
+            version: "v1".into(),
+        },
+        ["apis", g] => Target::Group {
+            group: (*g).to_owned(),
+        },
+        ["apis", g, v] => Target::ResourceList {
+            group: (*g).to_owned(),
+            version: (*v).to_owned(),
+        },
         ["openapi", "v3"] => Target::OpenApiRoot,
-        ["openapi", "v3", "api", "v1"] => {
-            Target::OpenApiGroupVersion { group: String::new(), version: "v1".into() }
-        }
-        ["openapi", "v3", "apis", g, v] => {
-            Target::OpenApiGroupVersion { group: (*g).to_owned(), version: (*v).to_owned() }
-        }
+        ["openapi", "v3", "api", "v1"] => Target::OpenApiGroupVersion {
+            group: String::new(),
+            version: "v1".into(),
+        },
+        ["openapi", "v3", "apis", g, v] => Target::OpenApiGroupVersion {
+            group: (*g).to_owned(),
+            version: (*v).to_owned(),
+        },
         ["api", "v1", rest @ ..] => resource_path("", "v1", rest),
         ["apis", g, v, rest @ ..] => resource_path(g, v, rest),
         _ => Target::Unknown,
@@ -82,7 +92,9 @@ fn resource_path(group: &str, version: &str, rest: &[&str]) -> Target {
     };
     match rest.as_slice() {
         ["namespaces", ns, res, tail @ ..] if lookup(res).is_some_and(|i| i.namespaced) => {
-            let Some(info) = lookup(res) else { return Target::Unknown };
+            let Some(info) = lookup(res) else {
+                return Target::Unknown;
+            };
             match tail {
                 [] => path(info, Some(ns), None, None),
                 [name] => path(info, Some(ns), Some(name), None),
@@ -91,7 +103,9 @@ fn resource_path(group: &str, version: &str, rest: &[&str]) -> Target {
             }
         }
         [res, tail @ ..] => {
-            let Some(info) = lookup(res) else { return Target::Unknown };
+            let Some(info) = lookup(res) else {
+                return Target::Unknown;
+            };
             match tail {
                 [] => path(info, None, None, None),
                 [name] if !info.namespaced => path(info, None, Some(name), None),
@@ -110,7 +124,11 @@ pub(crate) struct Query(BTreeMap<String, String>);
 impl Query {
     pub(crate) fn parse(query: Option<&str>) -> Query {
         let mut map = BTreeMap::new();
-        for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        for pair in query
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             map.insert(form_decode(k), form_decode(v));
         }
@@ -130,7 +148,9 @@ impl Query {
         match self.get(key) {
             None | Some("") => Ok(None),
             Some(v) => v.parse::<u64>().map(Some).map_err(|_| {
-                ApiError::bad_request(format!("invalid value for {key}: must be a non-negative integer"))
+                ApiError::bad_request(format!(
+                    "invalid value for {key}: must be a non-negative integer"
+                ))
             }),
         }
     }
@@ -185,7 +205,9 @@ pub(crate) enum Output {
 
 /// Picks the reply encoding from `Accept`. `Err` 406 when nothing acceptable is offered.
 pub(crate) fn negotiate(accept: Option<&str>, include: IncludeObject) -> Result<Output, ApiError> {
-    let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else { return Ok(Output::Json) };
+    let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
+        return Ok(Output::Json);
+    };
     for item in accept.split(',') {
         let mut parts = item.split(';').map(str::trim);
         let media = parts.next().unwrap_or_default().to_ascii_lowercase();
@@ -213,7 +235,9 @@ pub(crate) fn negotiate(accept: Option<&str>, include: IncludeObject) -> Result<
             _ => continue,
         }
     }
-    Err(ApiError::not_acceptable("application/json, application/yaml"))
+    Err(ApiError::not_acceptable(
+        "application/json, application/yaml",
+    ))
 }
 
 /// Media types of request bodies.
@@ -229,8 +253,11 @@ pub(crate) enum BodyType {
 }
 
 /// The accepted body media types, for 415 messages.
-pub(crate) const ACCEPTED_BODY_TYPES: &[&str] =
-    &["application/json", "application/yaml", "application/vnd.kubernetes.protobuf"];
+pub(crate) const ACCEPTED_BODY_TYPES: &[&str] = &[
+    "application/json",
+    "application/yaml",
+    "application/vnd.kubernetes.protobuf",
+];
 
 pub(crate) const ACCEPTED_PATCH_TYPES: &[&str] = &[
     "application/json-patch+json",
@@ -242,7 +269,13 @@ pub(crate) const ACCEPTED_PATCH_TYPES: &[&str] = &[
 /// The body's media type; a missing `Content-Type` is JSON (the Python client sends none).
 pub(crate) fn body_type(content_type: Option<&str>) -> Option<BodyType> {
     let media = content_type
-        .map(|c| c.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
+        .map(|c| {
+            c.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default();
     match media.as_str() {
         "" | "application/json" => Some(BodyType::Json),
@@ -265,17 +298,29 @@ mod tests {
         let Target::Resource(p) = parse_path("/api/v1/namespaces/default/secrets/db") else {
             panic!("resource")
         };
-        assert_eq!((p.info.resource, p.namespace.as_deref(), p.name.as_deref()),
-                   ("secrets", Some("default"), Some("db")));
-        let Target::Resource(p) = parse_path("/api/v1/namespaces/dev") else { panic!("ns") };
-        assert_eq!((p.info.resource, p.name.as_deref()), ("namespaces", Some("dev")));
-        let Target::Resource(p) = parse_path("/api/v1/secrets") else { panic!("all") };
+        assert_eq!(
+            (p.info.resource, p.namespace.as_deref(), p.name.as_deref()),
+            ("secrets", Some("default"), Some("db"))
+        );
+        let Target::Resource(p) = parse_path("/api/v1/namespaces/dev") else {
+            panic!("ns")
+        };
+        assert_eq!(
+            (p.info.resource, p.name.as_deref()),
+            ("namespaces", Some("dev"))
+        );
+        let Target::Resource(p) = parse_path("/api/v1/secrets") else {
+            panic!("all")
+        };
         assert_eq!((p.namespace, p.name), (None, None));
         let Target::Resource(p) = parse_path("/api/v1/namespaces/dev/finalize") else {
             panic!("sub")
         };
         assert_eq!(p.subresource.as_deref(), Some("finalize"));
-        assert_eq!(parse_path("/api/v1/namespaces/default/pods"), Target::Unknown);
+        assert_eq!(
+            parse_path("/api/v1/namespaces/default/pods"),
+            Target::Unknown
+        );
         assert_eq!(parse_path("/api/v1/secrets/x"), Target::Unknown);
         assert_eq!(parse_path("/version"), Target::Version);
     }
@@ -294,12 +339,28 @@ mod tests {
     #[test]
     fn accept_headers() {
         let kubectl_get = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
-        assert_eq!(negotiate(Some(kubectl_get), IncludeObject::Metadata).expect("ok"),
-                   Output::Table(IncludeObject::Metadata));
-        assert_eq!(negotiate(Some("application/vnd.kubernetes.protobuf,application/json"),
-                             IncludeObject::Metadata).expect("ok"), Output::Json);
-        assert!(negotiate(Some("application/vnd.kubernetes.protobuf"), IncludeObject::Metadata)
-            .is_err());
-        assert_eq!(negotiate(None, IncludeObject::Metadata).expect("ok"), Output::Json);
+        assert_eq!(
+            negotiate(Some(kubectl_get), IncludeObject::Metadata).expect("ok"),
+            Output::Table(IncludeObject::Metadata)
+        );
+        assert_eq!(
+            negotiate(
+                Some("application/vnd.kubernetes.protobuf,application/json"),
+                IncludeObject::Metadata
+            )
+            .expect("ok"),
+            Output::Json
+        );
+        assert!(
+            negotiate(
+                Some("application/vnd.kubernetes.protobuf"),
+                IncludeObject::Metadata
+            )
+            .is_err()
+        );
+        assert_eq!(
+            negotiate(None, IncludeObject::Metadata).expect("ok"),
+            Output::Json
+        );
     }
 }

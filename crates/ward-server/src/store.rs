@@ -37,7 +37,10 @@ pub(crate) struct ListPage {
 
 impl ObjectStore {
     pub(crate) fn new(storage: Arc<dyn Storage>, transformers: Transformers) -> Self {
-        ObjectStore { storage, transformers: Arc::new(transformers) }
+        ObjectStore {
+            storage,
+            transformers: Arc::new(transformers),
+        }
     }
 
     /// Encodes and encrypts `obj` for `key`.
@@ -55,12 +58,13 @@ impl ObjectStore {
             error!(key, error = %e, "encoding an object for storage failed");
             ApiError::internal("unable to encode the object for storage")
         })?;
-        self.transformers.for_resource(info.group, info.resource).to_storage(&plain, key.as_bytes()).map_err(
-            |e| {
+        self.transformers
+            .for_resource(info.group, info.resource)
+            .to_storage(&plain, key.as_bytes())
+            .map_err(|e| {
                 error!(key, error = %e, "encrypting an object failed");
                 ApiError::internal("unable to transform the object for storage")
-            },
-        )
+            })
     }
 
     /// Decrypts and decodes a stored key-value, setting `metadata.resourceVersion` to `rv`.
@@ -129,11 +133,18 @@ impl ObjectStore {
             items.push(self.decode(info, kv, kv.mod_revision)?);
         }
         let continue_key = if page.more {
-            page.kvs.last().map(|kv| String::from_utf8_lossy(&kv.key).into_owned())
+            page.kvs
+                .last()
+                .map(|kv| String::from_utf8_lossy(&kv.key).into_owned())
         } else {
             None
         };
-        Ok(ListPage { items, revision: page.revision, continue_key, remaining: page.remaining })
+        Ok(ListPage {
+            items,
+            revision: page.revision,
+            continue_key,
+            remaining: page.remaining,
+        })
     }
 
     pub(crate) async fn create(&self, info: &ResourceInfo, obj: &Value) -> Result<Value, ApiError> {
@@ -147,8 +158,10 @@ impl ObjectStore {
             .await
             .map_err(|e| storage_error(info, name, e))?;
         let mut out = obj.clone();
-        strategy::metadata_mut(&mut out)
-            .insert("resourceVersion".into(), json!(kv.mod_revision.0.to_string()));
+        strategy::metadata_mut(&mut out).insert(
+            "resourceVersion".into(),
+            json!(kv.mod_revision.0.to_string()),
+        );
         Ok(out)
     }
 
@@ -165,8 +178,10 @@ impl ObjectStore {
         match self.storage.update(key.as_bytes(), value, expected).await {
             Ok(kv) => {
                 let mut out = obj.clone();
-                strategy::metadata_mut(&mut out)
-                    .insert("resourceVersion".into(), json!(kv.mod_revision.0.to_string()));
+                strategy::metadata_mut(&mut out).insert(
+                    "resourceVersion".into(),
+                    json!(kv.mod_revision.0.to_string()),
+                );
                 Ok(out)
             }
             Err(StorageError::Conflict { .. }) => Err(StoreWriteError::Conflict),
@@ -183,7 +198,9 @@ impl ObjectStore {
     ) -> Result<Value, StoreWriteError> {
         let key = info.key(namespace, name);
         match self.storage.delete(key.as_bytes(), expected).await {
-            Ok(kv) => self.decode(info, &kv, kv.mod_revision).map_err(StoreWriteError::Api),
+            Ok(kv) => self
+                .decode(info, &kv, kv.mod_revision)
+                .map_err(StoreWriteError::Api),
             Err(StorageError::Conflict { .. }) => Err(StoreWriteError::Conflict),
             Err(e) => Err(StoreWriteError::Api(storage_error(info, name, e))),
         }
@@ -198,9 +215,16 @@ impl ObjectStore {
             if self.get(info, None, ns).await?.is_some() {
                 continue;
             }
-            let mut obj = json!({"metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}});
+            let mut obj =
+                json!({"metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}});
             let now = ward_api::table::rfc3339(SystemTime::now());
-            strategy::fill_create_metadata(info, &mut obj, None, &uuid::Uuid::new_v4().to_string(), &now)?;
+            strategy::fill_create_metadata(
+                info,
+                &mut obj,
+                None,
+                &uuid::Uuid::new_v4().to_string(),
+                &now,
+            )?;
             strategy::prepare_create(info, &mut obj)?;
             match self.create(info, &obj).await {
                 Ok(_) => {}
@@ -223,10 +247,15 @@ pub(crate) enum StoreWriteError {
 /// Maps a storage error to a `Status`, in one place.
 pub(crate) fn storage_error(info: &ResourceInfo, name: &str, e: StorageError) -> ApiError {
     match e {
-        StorageError::AlreadyExists { .. } => ApiError::already_exists(info.group, info.resource, name),
+        StorageError::AlreadyExists { .. } => {
+            ApiError::already_exists(info.group, info.resource, name)
+        }
         StorageError::NotFound => ApiError::not_found(info.group, info.resource, name),
         StorageError::Conflict { .. } => ApiError::modified(info.group, info.resource, name),
-        StorageError::Compacted { requested, compacted } => ApiError::expired(format!(
+        StorageError::Compacted {
+            requested,
+            compacted,
+        } => ApiError::expired(format!(
             "too old resource version: {} ({})",
             requested.0, compacted.0
         )),
@@ -244,7 +273,10 @@ pub(crate) fn storage_error(info: &ResourceInfo, name: &str, e: StorageError) ->
 
 /// A `continue` token, shaped like kube-apiserver's (base64 JSON with `rv` and `start`).
 pub(crate) fn encode_continue(rev: Revision, last_key: &str, prefix: &str) -> String {
-    let start = format!("{}\u{0000}", last_key.strip_prefix(prefix).unwrap_or(last_key));
+    let start = format!(
+        "{}\u{0000}",
+        last_key.strip_prefix(prefix).unwrap_or(last_key)
+    );
     B64.encode(json!({"v": "meta.k8s.io/v1", "rv": rev.0, "start": start}).to_string())
 }
 
@@ -268,7 +300,11 @@ mod tests {
 
     #[test]
     fn continue_tokens_round_trip() {
-        let t = encode_continue(Revision(42), "/registry/secrets/default/b", "/registry/secrets/");
+        let t = encode_continue(
+            Revision(42),
+            "/registry/secrets/default/b",
+            "/registry/secrets/",
+        );
         let (rv, key) = decode_continue(&t, "/registry/secrets/").expect("valid");
         assert_eq!(rv, Revision(42));
         assert_eq!(key, "/registry/secrets/default/b");

@@ -43,18 +43,17 @@ pub(crate) struct Filter {
 impl Filter {
     /// Parses `labelSelector` and `fieldSelector`. `Err` 400 on bad syntax or unsupported fields.
     pub(crate) fn from_query(info: &ResourceInfo, query: &Query) -> Result<Self, ApiError> {
-        let label = match query.get("labelSelector").filter(|s| !s.trim().is_empty()) {
-            Some(s) => Some(
-                LabelSelector::parse(s)
-                    .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
-            ),
-            None => None,
-        };
+        let label =
+            match query.get("labelSelector").filter(|s| !s.trim().is_empty()) {
+                Some(s) => Some(LabelSelector::parse(s).map_err(|e| {
+                    ApiError::bad_request(format!("unable to parse requirement: {e}"))
+                })?),
+                None => None,
+            };
         let field = match query.get("fieldSelector").filter(|s| !s.trim().is_empty()) {
             Some(s) => {
-                let f = FieldSelector::parse(s).map_err(|e| {
-                    ApiError::bad_request(format!("invalid field selector: {e}"))
-                })?;
+                let f = FieldSelector::parse(s)
+                    .map_err(|e| ApiError::bad_request(format!("invalid field selector: {e}")))?;
                 f.validate_fields(&info.selectable_fields())
                     .map_err(|e| ApiError::bad_request(e.to_string()))?;
                 Some(f)
@@ -72,8 +71,10 @@ impl Filter {
     pub(crate) fn matches(&self, obj: &Value) -> bool {
         if let Some(l) = &self.label {
             let empty = serde_json::Map::new();
-            let labels =
-                obj.pointer("/metadata/labels").and_then(Value::as_object).unwrap_or(&empty);
+            let labels = obj
+                .pointer("/metadata/labels")
+                .and_then(Value::as_object)
+                .unwrap_or(&empty);
             if !l.matches(labels) {
                 return false;
             }
@@ -106,33 +107,66 @@ pub(crate) async fn serve(
     output: Output,
 ) -> Result<Response<Body>, ApiError> {
     let info = p.info;
-    let ns = if info.namespaced { p.namespace.clone() } else { None };
+    let ns = if info.namespaced {
+        p.namespace.clone()
+    } else {
+        None
+    };
     let filter = Filter::from_query(info, query)?;
-    let timeout = query.number("timeoutSeconds")?.map_or(DEFAULT_TIMEOUT, Duration::from_secs);
+    let timeout = query
+        .number("timeoutSeconds")?
+        .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
     let bookmarks = query.flag("allowWatchBookmarks") && !matches!(output, Output::Table(_));
     let send_initial = query.get("sendInitialEvents").map(|v| v == "true");
-    let rv = query.get("resourceVersion").filter(|r| !r.is_empty() && *r != "0");
+    let rv = query
+        .get("resourceVersion")
+        .filter(|r| !r.is_empty() && *r != "0");
 
     let mut initial = Vec::new();
     let start = match (rv, send_initial) {
-        (Some(rv), None | Some(false)) => Revision(rv.parse::<u64>().map_err(|_| {
-            ApiError::bad_request(format!("invalid resource version: {rv:?}"))
-        })?),
+        (Some(rv), None | Some(false)) => Revision(
+            rv.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?,
+        ),
         _ => {
             let page = store.list(info, ns.as_deref(), None, 0, None).await?;
-            initial = page.items.into_iter().filter(|o| filter.matches(o)).collect();
+            initial = page
+                .items
+                .into_iter()
+                .filter(|o| filter.matches(o))
+                .collect();
             page.revision
         }
     };
     let prefix = info.key_prefix(ns.as_deref());
     let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
-    let mut enc = Encoder { info, output, columns_sent: false };
+    let mut enc = Encoder {
+        info,
+        output,
+        columns_sent: false,
+    };
     match store.storage.watch(prefix.as_bytes(), start).await {
         Ok(stream) => {
             let store = store.clone();
-            let mut state = Stream { info, store, filter, tx, enc, last: start, bookmarks };
+            let mut state = Stream {
+                info,
+                store,
+                filter,
+                tx,
+                enc,
+                last: start,
+                bookmarks,
+            };
             tokio::spawn(async move {
-                state.run(stream, initial, send_initial == Some(true), timeout, shutdown).await;
+                state
+                    .run(
+                        stream,
+                        initial,
+                        send_initial == Some(true),
+                        timeout,
+                        shutdown,
+                    )
+                    .await;
             });
         }
         Err(e @ StorageError::Compacted { .. }) => {
@@ -143,11 +177,11 @@ pub(crate) async fn serve(
         }
         Err(e) => return Err(storage_error(info, "", e)),
     }
-    let body = StreamBody::new(
-        futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|b| (Ok::<_, std::io::Error>(Frame::data(b)), rx))
-        }),
-    );
+    let body = StreamBody::new(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, std::io::Error>(Frame::data(b)), rx))
+    }));
     let body = BodyExt::boxed(body);
     let mut resp = Response::new(body);
     *resp.status_mut() = StatusCode::OK;
@@ -155,7 +189,8 @@ pub(crate) async fn serve(
         Output::Table(_) => "application/json;as=Table;v=v1;g=meta.k8s.io",
         _ => "application/json",
     };
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
     Ok(resp)
 }
 
@@ -173,7 +208,14 @@ impl Encoder {
                 let meta = json!({"resourceVersion": meta_str(obj, "resourceVersion")});
                 let with_columns = !self.columns_sent;
                 self.columns_sent = true;
-                table::table(self.info, std::slice::from_ref(obj), meta, include, with_columns, SystemTime::now())
+                table::table(
+                    self.info,
+                    std::slice::from_ref(obj),
+                    meta,
+                    include,
+                    with_columns,
+                    SystemTime::now(),
+                )
             }
             Output::PartialMetadata if kind != "ERROR" && kind != "BOOKMARK" => {
                 table::partial_metadata(obj)

@@ -61,10 +61,15 @@ struct ServeArgs {
 pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("WARD_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_env("WARD_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -89,7 +94,9 @@ fn default_data_dir() -> anyhow::Result<PathBuf> {
     }
     match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
         Some(h) => Ok(PathBuf::from(h).join(".local/share/ward")),
-        None => anyhow::bail!("cannot pick a data directory: neither XDG_DATA_HOME nor HOME is set; pass --data-dir"),
+        None => anyhow::bail!(
+            "cannot pick a data directory: neither XDG_DATA_HOME nor HOME is set; pass --data-dir"
+        ),
     }
 }
 
@@ -120,8 +127,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         let _ = tokio::signal::ctrl_c().await;
         return;
     };

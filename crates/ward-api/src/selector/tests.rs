@@ -174,6 +174,11 @@ fn label_selector_matching() {
         let hash: HashMap<String, String> = set.clone().into_iter().collect();
         assert_eq!(parsed.matches(&hash), expected, "{selector}");
     }
+    let object = json!({"metadata": {"labels": set}});
+    let selector: LabelSelector = "app=web".parse().unwrap();
+    assert!(selector.matches(&object["metadata"]["labels"]));
+    assert!(!selector.matches(&object["metadata"]["missing"]));
+    assert_eq!(LabelSelector::default(), LabelSelector::everything());
     assert!(LabelSelector::everything().matches(&set));
     assert!(LabelSelector::everything().is_everything());
     assert!(!LabelSelector::nothing().matches(&set));
@@ -376,6 +381,7 @@ fn field_selector_matching_and_allowed_fields() {
     assert_eq!(selector.requires_exact_match("type"), None);
     assert!(!selector.is_everything());
     assert!(FieldSelector::parse("").unwrap().is_everything());
+    assert_eq!("a=b".parse::<FieldSelector>(), FieldSelector::parse("a=b"));
 
     let allowed = ["metadata.name", "metadata.namespace", "type"];
     selector.validate_fields(&allowed).unwrap();

@@ -76,7 +76,10 @@ impl Server {
     }
 
     pub fn token(&self) -> String {
-        std::fs::read_to_string(self.data_dir.join("admin.token")).expect("token").trim().to_owned()
+        std::fs::read_to_string(self.data_dir.join("admin.token"))
+            .expect("token")
+            .trim()
+            .to_owned()
     }
 
     /// Runs kubectl with `args` and optional stdin.
@@ -87,7 +90,11 @@ impl Server {
             .args(args)
             .env("HOME", self.home.path())
             .env_remove("KUBECONFIG")
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in env {
@@ -95,7 +102,12 @@ impl Server {
         }
         let mut child = cmd.spawn().expect("spawn kubectl");
         if let Some(input) = stdin {
-            child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("write stdin");
         }
         child.wait_with_output().expect("kubectl output")
     }
@@ -138,7 +150,13 @@ impl Server {
     }
 
     /// A raw HTTPS request with curl. Returns (status, body).
-    pub fn curl(&self, method: &str, path: &str, headers: &[&str], body: Option<&[u8]>) -> (u16, String) {
+    pub fn curl(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[&str],
+        body: Option<&[u8]>,
+    ) -> (u16, String) {
         self.curl_as(method, path, headers, body, Some(&self.token()))
     }
 
@@ -152,9 +170,19 @@ impl Server {
     ) -> (u16, String) {
         let ca = self.data_dir.join("pki").join("ca.crt");
         let mut cmd = Command::new("curl");
-        cmd.args(["-sS", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}", "-X", method])
-            .arg("--cacert")
-            .arg(&ca);
+        cmd.args([
+            "-sS",
+            "--max-time",
+            "20",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            method,
+        ])
+        .arg("--cacert")
+        .arg(&ca);
         if let Some(t) = token {
             cmd.arg("-H").arg(format!("Authorization: Bearer {t}"));
         }

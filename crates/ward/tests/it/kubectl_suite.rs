@@ -23,12 +23,21 @@ fn the_readme_example_verbatim() {
     let s = Server::start();
     let out = s.kubectl_stdin(&["apply", "-f", "-"], EXAMPLE);
     assert!(out.contains("secret/my-api-secret created"), "{out}");
-    let b64 = s.kubectl(&["get", "secret", "my-api-secret", "-o", "jsonpath={.data.API_KEY}"]);
+    let b64 = s.kubectl(&[
+        "get",
+        "secret",
+        "my-api-secret",
+        "-o",
+        "jsonpath={.data.API_KEY}",
+    ]);
     let plain = B64.decode(b64.trim()).expect("base64");
     assert_eq!(plain, b"hunter2");
     // Applying again is a no-op update through strategic merge patch.
     let again = s.kubectl_stdin(&["apply", "-f", "-"], EXAMPLE);
-    assert!(again.contains("unchanged") || again.contains("configured"), "{again}");
+    assert!(
+        again.contains("unchanged") || again.contains("configured"),
+        "{again}"
+    );
     assert!(
         files_containing(&s.data_dir, b"hunter2").is_empty(),
         "plaintext found on disk: {:?}",
@@ -41,39 +50,85 @@ fn the_readme_example_verbatim() {
 fn secrets_crud_with_kubectl() {
     let s = Server::start();
     // create (protobuf body from kubectl 1.32), get table, yaml, json
-    let out = s.kubectl(&["create", "secret", "generic", "x1", "--from-literal=a=b", "--from-literal=c=d"]);
+    let out = s.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "x1",
+        "--from-literal=a=b",
+        "--from-literal=c=d",
+    ]);
     assert!(out.contains("secret/x1 created"), "{out}");
     let table = s.kubectl(&["get", "secrets"]);
-    assert!(table.contains("NAME") && table.contains("TYPE") && table.contains("DATA"), "{table}");
-    let row = table.lines().find(|l| l.starts_with("x1")).expect("row for x1");
-    assert!(row.contains("Opaque") && row.split_whitespace().nth(2) == Some("2"), "{row}");
+    assert!(
+        table.contains("NAME") && table.contains("TYPE") && table.contains("DATA"),
+        "{table}"
+    );
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("x1"))
+        .expect("row for x1");
+    assert!(
+        row.contains("Opaque") && row.split_whitespace().nth(2) == Some("2"),
+        "{row}"
+    );
     let obj = json(&s.kubectl(&["get", "secret", "x1", "-o", "json"]));
     assert_eq!(obj["type"], "Opaque");
     assert_eq!(obj["data"]["a"], "Yg==");
     assert_eq!(obj["metadata"]["namespace"], "default");
-    assert!(obj["metadata"]["uid"].as_str().is_some_and(|u| u.len() == 36));
+    assert!(
+        obj["metadata"]["uid"]
+            .as_str()
+            .is_some_and(|u| u.len() == 36)
+    );
     let yaml = s.kubectl(&["get", "secret", "x1", "-o", "yaml"]);
     assert!(yaml.contains("name: x1"), "{yaml}");
 
     // already exists
     let err = s.kubectl_fails(&["create", "secret", "generic", "x1", "--from-literal=a=b"]);
-    assert!(err.contains("AlreadyExists") && err.contains("already exists"), "{err}");
+    assert!(err.contains("secrets \"x1\" already exists"), "{err}");
 
     // dry-run=server persists nothing
-    let out = s.kubectl(&["create", "secret", "generic", "dry", "--from-literal=a=b", "--dry-run=server"]);
+    let out = s.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "dry",
+        "--from-literal=a=b",
+        "--dry-run=server",
+    ]);
     assert!(out.contains("secret/dry created (server dry run)"), "{out}");
     let err = s.kubectl_fails(&["get", "secret", "dry"]);
-    assert!(err.contains("NotFound") && err.contains("secrets \"dry\" not found"), "{err}");
+    assert!(
+        err.contains("NotFound") && err.contains("secrets \"dry\" not found"),
+        "{err}"
+    );
 
     // label, annotate, selectors
-    assert!(s.kubectl(&["label", "secret", "x1", "tier=db"]).contains("secret/x1 labeled"));
-    assert!(s.kubectl(&["annotate", "secret", "x1", "owner=team-a"]).contains("annotated"));
+    assert!(
+        s.kubectl(&["label", "secret", "x1", "tier=db"])
+            .contains("secret/x1 labeled")
+    );
+    assert!(
+        s.kubectl(&["annotate", "secret", "x1", "owner=team-a"])
+            .contains("annotated")
+    );
     s.kubectl(&["create", "secret", "generic", "x2", "--from-literal=k=v"]);
     let by_label = s.kubectl(&["get", "secrets", "-l", "tier=db", "-o", "name"]);
     assert_eq!(by_label.trim(), "secret/x1");
     let not_label = s.kubectl(&["get", "secrets", "-l", "tier!=db", "-o", "name"]);
-    assert!(not_label.contains("secret/x2") && !not_label.contains("secret/x1"), "{not_label}");
-    let by_field = s.kubectl(&["get", "secrets", "--field-selector", "type=Opaque,metadata.name=x2", "-o", "name"]);
+    assert!(
+        not_label.contains("secret/x2") && !not_label.contains("secret/x1"),
+        "{not_label}"
+    );
+    let by_field = s.kubectl(&[
+        "get",
+        "secrets",
+        "--field-selector",
+        "type=Opaque,metadata.name=x2",
+        "-o",
+        "name",
+    ]);
     assert_eq!(by_field.trim(), "secret/x2");
     let err = s.kubectl_fails(&["get", "secrets", "--field-selector", "spec.foo=bar"]);
     assert!(err.contains("BadRequest"), "{err}");
@@ -81,14 +136,39 @@ fn secrets_crud_with_kubectl() {
     assert!(!err.is_empty());
 
     // patches: merge, json, strategic (default)
-    s.kubectl(&["patch", "secret", "x1", "--type", "merge", "-p", r#"{"data":{"m":"bQ=="}}"#]);
-    s.kubectl(&["patch", "secret", "x1", "--type", "json", "-p", r#"[{"op":"remove","path":"/data/c"}]"#]);
-    s.kubectl(&["patch", "secret", "x1", "-p", r#"{"stringData":{"s":"plain"}}"#]);
+    s.kubectl(&[
+        "patch",
+        "secret",
+        "x1",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"m":"bQ=="}}"#,
+    ]);
+    s.kubectl(&[
+        "patch",
+        "secret",
+        "x1",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"remove","path":"/data/c"}]"#,
+    ]);
+    s.kubectl(&[
+        "patch",
+        "secret",
+        "x1",
+        "-p",
+        r#"{"stringData":{"s":"plain"}}"#,
+    ]);
     let obj = json(&s.kubectl(&["get", "secret", "x1", "-o", "json"]));
     assert_eq!(obj["data"]["m"], "bQ==");
     assert!(obj["data"].get("c").is_none());
     assert_eq!(obj["data"]["s"], B64.encode("plain"));
-    assert!(obj.get("stringData").is_none(), "stringData is never returned");
+    assert!(
+        obj.get("stringData").is_none(),
+        "stringData is never returned"
+    );
     assert_eq!(obj["metadata"]["labels"]["tier"], "db");
     assert_eq!(obj["metadata"]["annotations"]["owner"], "team-a");
 
@@ -105,46 +185,126 @@ fn secrets_crud_with_kubectl() {
 
     // edit through an editor script
     let editor = s.home.path().join("editor.sh");
-    std::fs::write(&editor, "#!/bin/sh\nsed -i 's/tier: db/tier: web/' \"$1\"\n").expect("editor");
-    std::process::Command::new("chmod").arg("+x").arg(&editor).status().expect("chmod");
-    let out = s.kubectl_with(&["edit", "secret", "x1"], None, &[("KUBE_EDITOR", editor.to_str().expect("utf8"))]);
-    assert!(out.status.success(), "edit: {}", String::from_utf8_lossy(&out.stderr));
-    let labels = s.kubectl(&["get", "secret", "x1", "-o", "jsonpath={.metadata.labels.tier}"]);
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nsed -i 's/tier: db/tier: web/' \"$1\"\n",
+    )
+    .expect("editor");
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&editor)
+        .status()
+        .expect("chmod");
+    let out = s.kubectl_with(
+        &["edit", "secret", "x1"],
+        None,
+        &[("KUBE_EDITOR", editor.to_str().expect("utf8"))],
+    );
+    assert!(
+        out.status.success(),
+        "edit: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let labels = s.kubectl(&[
+        "get",
+        "secret",
+        "x1",
+        "-o",
+        "jsonpath={.metadata.labels.tier}",
+    ]);
     assert_eq!(labels, "web");
 
     // server-side apply: create and update
     let ssa = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: ssa\nstringData:\n  k: v1\n";
     let out = s.kubectl_stdin(&["apply", "--server-side", "-f", "-"], ssa);
     assert!(out.contains("secret/ssa serverside-applied"), "{out}");
-    let out = s.kubectl_stdin(&["apply", "--server-side", "-f", "-"], &ssa.replace("v1", "v2"));
+    let out = s.kubectl_stdin(
+        &["apply", "--server-side", "-f", "-"],
+        &ssa.replace("k: v1", "k: v2"),
+    );
     assert!(out.contains("serverside-applied"), "{out}");
     let v = s.kubectl(&["get", "secret", "ssa", "-o", "jsonpath={.data.k}"]);
     assert_eq!(B64.decode(v.trim()).expect("b64"), b"v2");
 
     // typed secrets
     let dir = s.home.path();
-    std::fs::write(dir.join("tls.crt"), "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").expect("crt");
-    std::fs::write(dir.join("tls.key"), "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n").expect("key");
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=e2e",
+            "-days",
+            "1",
+            "-keyout",
+        ])
+        .arg(dir.join("tls.key"))
+        .arg("-out")
+        .arg(dir.join("tls.crt"))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(status.success(), "openssl made a test certificate");
     let crt = format!("--cert={}", dir.join("tls.crt").display());
     let key = format!("--key={}", dir.join("tls.key").display());
     s.kubectl(&["create", "secret", "tls", "t1", &crt, &key]);
-    s.kubectl(&["create", "secret", "docker-registry", "d1", "--docker-server=r.io", "--docker-username=u", "--docker-password=p"]);
-    let types = s.kubectl(&["get", "secrets", "-o", "jsonpath={range .items[*]}{.metadata.name}={.type}{\"\\n\"}{end}"]);
-    assert!(types.contains("t1=kubernetes.io/tls") && types.contains("d1=kubernetes.io/dockerconfigjson"), "{types}");
+    s.kubectl(&[
+        "create",
+        "secret",
+        "docker-registry",
+        "d1",
+        "--docker-server=r.io",
+        "--docker-username=u",
+        "--docker-password=p",
+    ]);
+    let types = s.kubectl(&[
+        "get",
+        "secrets",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name}={.type}{\"\\n\"}{end}",
+    ]);
+    assert!(
+        types.contains("t1=kubernetes.io/tls")
+            && types.contains("d1=kubernetes.io/dockerconfigjson"),
+        "{types}"
+    );
     let bad_tls = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: badtls\ntype: kubernetes.io/tls\ndata:\n  tls.crt: eA==\n";
     let out = s.kubectl_with(&["apply", "-f", "-"], Some(bad_tls), &[]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("Invalid") && err.contains("data[tls.key]"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("is invalid") && err.contains("data[tls.key]"),
+        "{err}"
+    );
 
     // immutable secrets
-    let imm = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: imm\nimmutable: true\ndata:\n  k: dg==\n";
+    let imm =
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: imm\nimmutable: true\ndata:\n  k: dg==\n";
     s.kubectl_stdin(&["create", "-f", "-"], imm);
-    let err = s.kubectl_fails(&["patch", "secret", "imm", "--type", "merge", "-p", r#"{"data":{"k":"dw=="}}"#]);
-    assert!(err.contains("field is immutable when `immutable` is set"), "{err}");
+    let err = s.kubectl_fails(&[
+        "patch",
+        "secret",
+        "imm",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"k":"dw=="}}"#,
+    ]);
+    assert!(
+        err.contains("field is immutable when `immutable` is set"),
+        "{err}"
+    );
     s.kubectl(&["label", "secret", "imm", "still=ok"]);
 
     // delete one, then by label, then --all
-    assert!(s.kubectl(&["delete", "secret", "x2"]).contains("secret \"x2\" deleted"));
+    assert!(
+        s.kubectl(&["delete", "secret", "x2"])
+            .contains("secret \"x2\" deleted")
+    );
     s.kubectl(&["label", "secret", "t1", "d1", "group=typed"]);
     let out = s.kubectl(&["delete", "secrets", "-l", "group=typed"]);
     assert!(out.contains("t1") && out.contains("d1"), "{out}");
@@ -161,18 +321,44 @@ fn configmaps_namespaces_and_discovery() {
         assert!(ns.contains(&format!("namespace/{n}")), "{ns}");
     }
     let table = s.kubectl(&["get", "ns"]);
-    assert!(table.contains("STATUS") && table.contains("Active"), "{table}");
+    assert!(
+        table.contains("STATUS") && table.contains("Active"),
+        "{table}"
+    );
 
     s.kubectl(&["create", "namespace", "team-a"]);
-    s.kubectl(&["create", "configmap", "cfg", "-n", "team-a", "--from-literal=mode=fast"]);
-    s.kubectl(&["create", "secret", "generic", "s", "-n", "team-a", "--from-literal=k=v"]);
+    s.kubectl(&[
+        "create",
+        "configmap",
+        "cfg",
+        "-n",
+        "team-a",
+        "--from-literal=mode=fast",
+    ]);
+    s.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "s",
+        "-n",
+        "team-a",
+        "--from-literal=k=v",
+    ]);
     let cm = json(&s.kubectl(&["get", "cm", "cfg", "-n", "team-a", "-o", "json"]));
     assert_eq!(cm["data"]["mode"], "fast");
     let all = s.kubectl(&["get", "secrets", "-A"]);
     assert!(all.contains("NAMESPACE") && all.contains("team-a"), "{all}");
 
-    let err = s.kubectl_fails(&["create", "secret", "generic", "x", "-n", "missing", "--from-literal=a=b"]);
-    assert!(err.contains("NotFound") && err.contains("namespaces \"missing\" not found"), "{err}");
+    let err = s.kubectl_fails(&[
+        "create",
+        "secret",
+        "generic",
+        "x",
+        "-n",
+        "missing",
+        "--from-literal=a=b",
+    ]);
+    assert!(err.contains("namespaces \"missing\" not found"), "{err}");
     let err = s.kubectl_fails(&["delete", "namespace", "default"]);
     assert!(err.contains("Forbidden"), "{err}");
 
@@ -181,7 +367,10 @@ fn configmaps_namespaces_and_discovery() {
     let err = s.kubectl_fails(&["get", "namespace", "team-a"]);
     assert!(err.contains("NotFound"), "{err}");
     let left = s.kubectl(&["get", "secrets,configmaps", "-A", "-o", "name"]);
-    assert!(!left.contains("team-a") && left.trim().is_empty(), "contents deleted: {left}");
+    assert!(
+        !left.contains("team-a") && left.trim().is_empty(),
+        "contents deleted: {left}"
+    );
 
     let resources = s.kubectl(&["api-resources"]);
     for r in ["secrets", "configmaps", "namespaces"] {
@@ -203,7 +392,10 @@ fn configmaps_namespaces_and_discovery() {
         .output()
         .expect("kubectl");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("Unauthorized"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("Unauthorized"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -228,5 +420,8 @@ fn kubectl_watch_sees_changes() {
     let out = watcher.wait_with_output().expect("watch output");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("secret/w0"), "initial list: {text}");
-    assert!(text.matches("secret/w1").count() >= 2, "watch events: {text}");
+    assert!(
+        text.matches("secret/w1").count() >= 2,
+        "watch events: {text}"
+    );
 }

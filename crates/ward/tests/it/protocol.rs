@@ -6,7 +6,9 @@ const NS: &str = "/api/v1/namespaces/default/secrets";
 const JSON: &str = "Content-Type: application/json";
 
 fn secret(name: &str, value_b64: &str) -> String {
-    format!(r#"{{"apiVersion":"v1","kind":"Secret","metadata":{{"name":"{name}"}},"data":{{"k":"{value_b64}"}}}}"#)
+    format!(
+        r#"{{"apiVersion":"v1","kind":"Secret","metadata":{{"name":"{name}"}},"data":{{"k":"{value_b64}"}}}}"#
+    )
 }
 
 #[track_caller]
@@ -41,28 +43,56 @@ fn bad_input_gets_a_status_and_changes_nothing() {
     let (c, b) = s.curl("POST", NS, &[JSON], Some(bad.as_bytes()));
     assert_status(c, &b, 400, "BadRequest");
     assert!(!b.contains(canary), "error echoes the body: {b}");
-    let (c, b) = s.curl("POST", NS, &["Content-Type: application/yaml"], Some(b"metadata: [unclosed\n  data: {k: Y2FuYXJ5"));
+    let (c, b) = s.curl(
+        "POST",
+        NS,
+        &["Content-Type: application/yaml"],
+        Some(b"metadata: [unclosed\n  data: {k: Y2FuYXJ5"),
+    );
     assert_status(c, &b, 400, "BadRequest");
     assert!(!b.contains("Y2FuYXJ5"), "{b}");
-    let (c, b) = s.curl("POST", NS, &["Content-Type: application/vnd.kubernetes.protobuf"], Some(b"k8s\0\x0a\xff\xff\xff\xff\x0f"));
+    let (c, b) = s.curl(
+        "POST",
+        NS,
+        &["Content-Type: application/vnd.kubernetes.protobuf"],
+        Some(b"k8s\0\x0a\xff\xff\xff\xff\x0f"),
+    );
     assert_status(c, &b, 400, "BadRequest");
     let (c, b) = s.curl("POST", NS, &["Content-Type: text/plain"], Some(b"hello"));
     assert_status(c, &b, 415, "UnsupportedMediaType");
     let (c, b) = s.curl("POST", NS, &[JSON], Some(b"[1,2]"));
     assert_status(c, &b, 400, "BadRequest");
-    let (c, b) = s.curl("POST", NS, &[JSON], Some(br#"{"metadata":{"name":"x"},"data":"c2VjcmV0"}"#));
+    let (c, b) = s.curl(
+        "POST",
+        NS,
+        &[JSON],
+        Some(br#"{"metadata":{"name":"x"},"data":"c2VjcmV0"}"#),
+    );
     assert_status(c, &b, 400, "BadRequest");
 
     // invalid base64 / names / keys / sizes
     let (c, b) = s.curl("POST", NS, &[JSON], Some(secret("x", "!!!").as_bytes()));
     assert_status(c, &b, 400, "BadRequest");
-    let (c, b) = s.curl("POST", NS, &[JSON], Some(secret("Bad_Name", canary).as_bytes()));
+    let (c, b) = s.curl(
+        "POST",
+        NS,
+        &[JSON],
+        Some(secret("Bad_Name", canary).as_bytes()),
+    );
     let v = assert_status(c, &b, 422, "Invalid");
     assert_eq!(v["details"]["causes"][0]["field"], "metadata.name");
     assert!(!b.contains(canary));
-    let (c, b) = s.curl("POST", NS, &[JSON], Some(br#"{"metadata":{"name":"k"},"data":{"bad/key":"eA=="}}"#));
+    let (c, b) = s.curl(
+        "POST",
+        NS,
+        &[JSON],
+        Some(br#"{"metadata":{"name":"k"},"data":{"bad/key":"eA=="}}"#),
+    );
     assert_status(c, &b, 422, "Invalid");
-    let big = format!(r#"{{"metadata":{{"name":"big"}},"stringData":{{"k":"{}"}}}}"#, "a".repeat(1024 * 1024 + 1));
+    let big = format!(
+        r#"{{"metadata":{{"name":"big"}},"stringData":{{"k":"{}"}}}}"#,
+        "a".repeat(1024 * 1024 + 1)
+    );
     let (c, b) = s.curl("POST", NS, &[JSON], Some(big.as_bytes()));
     let v = assert_status(c, &b, 422, "Invalid");
     assert_eq!(v["details"]["causes"][0]["reason"], "FieldValueTooLong");
@@ -72,13 +102,34 @@ fn bad_input_gets_a_status_and_changes_nothing() {
 
     // unknown fields: Strict rejects, Warn warns, Ignore drops
     let body = br#"{"metadata":{"name":"fv"},"data":{},"spec":{"x":1}}"#;
-    let (c, b) = s.curl("POST", &format!("{NS}?fieldValidation=Strict"), &[JSON], Some(body));
+    let (c, b) = s.curl(
+        "POST",
+        &format!("{NS}?fieldValidation=Strict"),
+        &[JSON],
+        Some(body),
+    );
     let v = assert_status(c, &b, 400, "BadRequest");
-    assert!(v["message"].as_str().unwrap_or_default().contains("unknown field \"spec\""), "{b}");
-    let (c, b) = s.curl("POST", &format!("{NS}?fieldValidation=Ignore"), &[JSON], Some(body));
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unknown field \"spec\""),
+        "{b}"
+    );
+    let (c, b) = s.curl(
+        "POST",
+        &format!("{NS}?fieldValidation=Ignore"),
+        &[JSON],
+        Some(body),
+    );
     assert_eq!(c, 201, "{b}");
     assert!(json(&b).get("spec").is_none());
-    let (c, b) = s.curl("POST", &format!("{NS}?fieldValidation=Bogus"), &[JSON], Some(body));
+    let (c, b) = s.curl(
+        "POST",
+        &format!("{NS}?fieldValidation=Bogus"),
+        &[JSON],
+        Some(body),
+    );
     assert_status(c, &b, 400, "BadRequest");
 
     // bad selectors and parameters
@@ -94,14 +145,28 @@ fn bad_input_gets_a_status_and_changes_nothing() {
     assert_status(c, &b, 404, "NotFound");
     let (c, b) = s.curl("PUT", NS, &[JSON], Some(b"{}"));
     assert_status(c, &b, 405, "MethodNotAllowed");
-    let (c, b) = s.curl("GET", NS, &["Accept: application/vnd.kubernetes.protobuf"], None);
+    let (c, b) = s.curl(
+        "GET",
+        NS,
+        &["Accept: application/vnd.kubernetes.protobuf"],
+        None,
+    );
     assert_status(c, &b, 406, "NotAcceptable");
 
     // nothing but the Ignore'd object was created
     let (c, b) = s.curl("GET", NS, &[], None);
     assert_eq!(c, 200);
-    let names: Vec<String> = json(&b)["items"].as_array().expect("items").iter()
-        .map(|i| i["metadata"]["name"].as_str().unwrap_or_default().to_owned()).collect();
+    let names: Vec<String> = json(&b)["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| {
+            i["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
     assert_eq!(names, vec!["fv".to_owned()]);
 }
 
@@ -109,7 +174,12 @@ fn bad_input_gets_a_status_and_changes_nothing() {
 fn optimistic_concurrency_pagination_and_generate_name() {
     let s = Server::start();
     for i in 0..7 {
-        let (c, b) = s.curl("POST", NS, &[JSON], Some(secret(&format!("p{i}"), "eA==").as_bytes()));
+        let (c, b) = s.curl(
+            "POST",
+            NS,
+            &[JSON],
+            Some(secret(&format!("p{i}"), "eA==").as_bytes()),
+        );
         assert_eq!(c, 201, "{b}");
     }
     // limit/continue across pages, consistent at the first page's revision
@@ -117,58 +187,132 @@ fn optimistic_concurrency_pagination_and_generate_name() {
     let page1 = json(&b);
     assert_eq!(page1["items"].as_array().map(Vec::len), Some(3));
     assert_eq!(page1["metadata"]["remainingItemCount"], 4);
-    let token = page1["metadata"]["continue"].as_str().expect("continue").to_owned();
-    let rv = page1["metadata"]["resourceVersion"].as_str().expect("rv").to_owned();
+    let token = page1["metadata"]["continue"]
+        .as_str()
+        .expect("continue")
+        .to_owned();
+    let rv = page1["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("rv")
+        .to_owned();
     // a write between pages is not seen by the continued list
     let (c, _) = s.curl("POST", NS, &[JSON], Some(secret("p99", "eA==").as_bytes()));
     assert_eq!(c, 201);
-    let mut names: Vec<String> = page1["items"].as_array().expect("items").iter()
-        .map(|i| i["metadata"]["name"].as_str().unwrap_or_default().to_owned()).collect();
+    let mut names: Vec<String> = page1["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| {
+            i["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
     let mut next = Some(token);
     while let Some(t) = next.take() {
         let (c, b) = s.curl("GET", &format!("{NS}?limit=3&continue={t}"), &[], None);
         assert_eq!(c, 200, "{b}");
         let page = json(&b);
-        assert_eq!(page["metadata"]["resourceVersion"].as_str(), Some(rv.as_str()));
-        names.extend(page["items"].as_array().expect("items").iter()
-            .map(|i| i["metadata"]["name"].as_str().unwrap_or_default().to_owned()));
-        next = page["metadata"]["continue"].as_str().filter(|t| !t.is_empty()).map(str::to_owned);
+        assert_eq!(
+            page["metadata"]["resourceVersion"].as_str(),
+            Some(rv.as_str())
+        );
+        names.extend(page["items"].as_array().expect("items").iter().map(|i| {
+            i["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        }));
+        next = page["metadata"]["continue"]
+            .as_str()
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned);
     }
     assert_eq!(names, (0..7).map(|i| format!("p{i}")).collect::<Vec<_>>());
 
     // PUT with a stale resourceVersion conflicts
     let (_, b) = s.curl("GET", &format!("{NS}/p0"), &[], None);
     let mut obj = json(&b);
-    let current = obj["metadata"]["resourceVersion"].as_str().expect("rv").to_owned();
+    let current = obj["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("rv")
+        .to_owned();
     obj["metadata"]["resourceVersion"] = serde_json::json!("2");
-    let (c, b) = s.curl("PUT", &format!("{NS}/p0"), &[JSON], Some(obj.to_string().as_bytes()));
+    let (c, b) = s.curl(
+        "PUT",
+        &format!("{NS}/p0"),
+        &[JSON],
+        Some(obj.to_string().as_bytes()),
+    );
     let v = assert_status(c, &b, 409, "Conflict");
-    assert!(v["message"].as_str().unwrap_or_default().contains("the object has been modified"));
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("the object has been modified")
+    );
     obj["metadata"]["resourceVersion"] = serde_json::json!(current);
-    let (c, b) = s.curl("PUT", &format!("{NS}/p0"), &[JSON], Some(obj.to_string().as_bytes()));
+    let (c, b) = s.curl(
+        "PUT",
+        &format!("{NS}/p0"),
+        &[JSON],
+        Some(obj.to_string().as_bytes()),
+    );
     assert_eq!(c, 200, "{b}");
-    let newer = json(&b)["metadata"]["resourceVersion"].as_str().expect("rv").to_owned();
+    let newer = json(&b)["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("rv")
+        .to_owned();
     assert!(newer.parse::<u64>().expect("n") > current.parse::<u64>().expect("n"));
     // the name in the body must match the URL
-    let (c, b) = s.curl("PUT", &format!("{NS}/p1"), &[JSON], Some(obj.to_string().as_bytes()));
+    let (c, b) = s.curl(
+        "PUT",
+        &format!("{NS}/p1"),
+        &[JSON],
+        Some(obj.to_string().as_bytes()),
+    );
     assert_status(c, &b, 400, "BadRequest");
 
     // generateName
-    let (c, b) = s.curl("POST", NS, &[JSON], Some(br#"{"metadata":{"generateName":"gen-"},"data":{}}"#));
+    let (c, b) = s.curl(
+        "POST",
+        NS,
+        &[JSON],
+        Some(br#"{"metadata":{"generateName":"gen-"},"data":{}}"#),
+    );
     assert_eq!(c, 201, "{b}");
-    let name = json(&b)["metadata"]["name"].as_str().expect("name").to_owned();
+    let name = json(&b)["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_owned();
     assert!(name.starts_with("gen-") && name.len() == 9, "{name}");
 
     // deletecollection with a selector
-    let (c, _) = s.curl("PATCH", &format!("{NS}/p1"), &["Content-Type: application/merge-patch+json"], Some(br#"{"metadata":{"labels":{"drop":"yes"}}}"#));
+    let (c, _) = s.curl(
+        "PATCH",
+        &format!("{NS}/p1"),
+        &["Content-Type: application/merge-patch+json"],
+        Some(br#"{"metadata":{"labels":{"drop":"yes"}}}"#),
+    );
     assert_eq!(c, 200);
-    let (c, b) = s.curl("DELETE", &format!("{NS}?labelSelector=drop%3Dyes"), &[], None);
+    let (c, b) = s.curl(
+        "DELETE",
+        &format!("{NS}?labelSelector=drop%3Dyes"),
+        &[],
+        None,
+    );
     assert_eq!(c, 200, "{b}");
     assert_eq!(json(&b)["items"].as_array().map(Vec::len), Some(1));
     let (c, b) = s.curl("GET", &format!("{NS}/p1"), &[], None);
     assert_status(c, &b, 404, "NotFound");
     // delete with a uid precondition that does not match
-    let (c, b) = s.curl("DELETE", &format!("{NS}/p2"), &[JSON], Some(br#"{"preconditions":{"uid":"wrong"}}"#));
+    let (c, b) = s.curl(
+        "DELETE",
+        &format!("{NS}/p2"),
+        &[JSON],
+        Some(br#"{"preconditions":{"uid":"wrong"}}"#),
+    );
     assert_status(c, &b, 409, "Conflict");
 }
 
@@ -176,33 +320,77 @@ fn optimistic_concurrency_pagination_and_generate_name() {
 fn watch_semantics() {
     let s = Server::start();
     let (_, b) = s.curl("POST", NS, &[JSON], Some(secret("w1", "eA==").as_bytes()));
-    let rv1: u64 = json(&b)["metadata"]["resourceVersion"].as_str().expect("rv").parse().expect("n");
+    let rv1: u64 = json(&b)["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("rv")
+        .parse()
+        .expect("n");
     for i in 2..5 {
-        s.curl("POST", NS, &[JSON], Some(secret(&format!("w{i}"), "eA==").as_bytes()));
+        s.curl(
+            "POST",
+            NS,
+            &[JSON],
+            Some(secret(&format!("w{i}"), "eA==").as_bytes()),
+        );
     }
     s.curl("DELETE", &format!("{NS}/w2"), &[], None);
     // from rv1: replay of later changes, in order
-    let (c, b) = s.curl("GET", &format!("{NS}?watch=true&resourceVersion={rv1}&timeoutSeconds=1"), &[], None);
+    let (c, b) = s.curl(
+        "GET",
+        &format!("{NS}?watch=true&resourceVersion={rv1}&timeoutSeconds=1"),
+        &[],
+        None,
+    );
     assert_eq!(c, 200, "{b}");
     let events: Vec<serde_json::Value> = b.lines().filter(|l| !l.is_empty()).map(json).collect();
-    let kinds: Vec<(String, String)> = events.iter()
-        .map(|e| (e["type"].as_str().unwrap_or_default().to_owned(),
-                  e["object"]["metadata"]["name"].as_str().unwrap_or_default().to_owned()))
+    let kinds: Vec<(String, String)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap_or_default().to_owned(),
+                e["object"]["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
         .collect();
-    assert_eq!(kinds, vec![
-        ("ADDED".into(), "w2".into()), ("ADDED".into(), "w3".into()),
-        ("ADDED".into(), "w4".into()), ("DELETED".into(), "w2".into())]);
+    assert_eq!(
+        kinds,
+        vec![
+            ("ADDED".into(), "w2".into()),
+            ("ADDED".into(), "w3".into()),
+            ("ADDED".into(), "w4".into()),
+            ("DELETED".into(), "w2".into())
+        ]
+    );
     // no resourceVersion: synthetic ADDED for the current objects, label-filtered
-    s.curl("PATCH", &format!("{NS}/w3"), &["Content-Type: application/merge-patch+json"], Some(br#"{"metadata":{"labels":{"a":"b"}}}"#));
-    let (_, b) = s.curl("GET", &format!("{NS}?watch=1&labelSelector=a%3Db&timeoutSeconds=1"), &[], None);
+    s.curl(
+        "PATCH",
+        &format!("{NS}/w3"),
+        &["Content-Type: application/merge-patch+json"],
+        Some(br#"{"metadata":{"labels":{"a":"b"}}}"#),
+    );
+    let (_, b) = s.curl(
+        "GET",
+        &format!("{NS}?watch=1&labelSelector=a%3Db&timeoutSeconds=1"),
+        &[],
+        None,
+    );
     let events: Vec<serde_json::Value> = b.lines().filter(|l| !l.is_empty()).map(json).collect();
     assert_eq!(events.len(), 1, "{b}");
     assert_eq!(events[0]["object"]["metadata"]["name"], "w3");
     // sendInitialEvents with bookmarks ends the initial list with a marked bookmark
     let (_, b) = s.curl("GET", &format!("{NS}?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1"), &[], None);
     let events: Vec<serde_json::Value> = b.lines().filter(|l| !l.is_empty()).map(json).collect();
-    let last = events.iter().rfind(|e| e["type"] == "BOOKMARK").expect("bookmark");
-    assert_eq!(last["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"], "true");
+    let last = events
+        .iter()
+        .rfind(|e| e["type"] == "BOOKMARK")
+        .expect("bookmark");
+    assert_eq!(
+        last["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
 }
 
 #[test]
@@ -210,9 +398,19 @@ fn watch_from_compacted_revision_is_410() {
     let dir = tempfile::tempdir().expect("tmp");
     let s = Server::start_in(&dir.path().join("ward"), &["--watch-history", "5"]);
     for i in 0..20 {
-        s.curl("POST", NS, &[JSON], Some(secret(&format!("c{i}"), "eA==").as_bytes()));
+        s.curl(
+            "POST",
+            NS,
+            &[JSON],
+            Some(secret(&format!("c{i}"), "eA==").as_bytes()),
+        );
     }
-    let (c, b) = s.curl("GET", &format!("{NS}?watch=true&resourceVersion=1&timeoutSeconds=2"), &[], None);
+    let (c, b) = s.curl(
+        "GET",
+        &format!("{NS}?watch=true&resourceVersion=1&timeoutSeconds=2"),
+        &[],
+        None,
+    );
     assert_eq!(c, 200, "{b}");
     let ev = json(b.lines().next().expect("one event"));
     assert_eq!(ev["type"], "ERROR");
@@ -225,11 +423,22 @@ fn plain_http_is_never_served() {
     let s = Server::start();
     let http_url = s.url.replace("https://", "http://");
     let out = std::process::Command::new("curl")
-        .args(["-sS", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args([
+            "-sS",
+            "--max-time",
+            "5",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
         .arg(format!("{http_url}/version"))
         .output()
         .expect("curl");
     let code = String::from_utf8_lossy(&out.stdout);
-    assert!(code.trim() == "000" || code.trim() == "400", "plain HTTP answered: {code}");
+    assert!(
+        code.trim() == "000" || code.trim() == "400",
+        "plain HTTP answered: {code}"
+    );
     assert_ne!(code.trim(), "200");
 }
