@@ -84,6 +84,17 @@ impl FieldError {
     }
 }
 
+/// The object a `Status` is about (`details.{name,group,kind}`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObjectDetails {
+    /// `details.name` (empty = absent).
+    pub name: String,
+    /// `details.group` (empty = absent).
+    pub group: String,
+    /// `details.kind`: the resource, e.g. `secrets`.
+    pub kind: String,
+}
+
 /// A failed API request, convertible to a Kubernetes `Status` object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiError {
@@ -93,12 +104,8 @@ pub struct ApiError {
     pub reason: &'static str,
     /// `Status.message`.
     pub message: String,
-    /// `details.name`.
-    pub name: Option<String>,
-    /// `details.group`.
-    pub group: Option<String>,
-    /// `details.kind`.
-    pub kind: Option<String>,
+    /// `details.name`, `details.group` and `details.kind` (boxed to keep the error small).
+    pub object: Option<Box<ObjectDetails>>,
     /// `details.causes`.
     pub causes: Vec<FieldError>,
     /// `details.retryAfterSeconds`.
@@ -128,22 +135,18 @@ impl ApiError {
             code,
             reason,
             message: message.into(),
-            name: None,
-            group: None,
-            kind: None,
+            object: None,
             causes: Vec::new(),
             retry_after: None,
         }
     }
 
     fn with_details(mut self, group: &str, kind: &str, name: &str) -> Self {
-        if !name.is_empty() {
-            self.name = Some(name.to_owned());
-        }
-        if !group.is_empty() {
-            self.group = Some(group.to_owned());
-        }
-        self.kind = Some(kind.to_owned());
+        self.object = Some(Box::new(ObjectDetails {
+            name: name.to_owned(),
+            group: group.to_owned(),
+            kind: kind.to_owned(),
+        }));
         self
     }
 
@@ -299,14 +302,14 @@ impl ApiError {
     /// The `Status` object for this error.
     pub fn to_status(&self) -> Value {
         let mut details = Map::new();
-        if let Some(n) = &self.name {
-            details.insert("name".into(), json!(n));
-        }
-        if let Some(g) = &self.group {
-            details.insert("group".into(), json!(g));
-        }
-        if let Some(k) = &self.kind {
-            details.insert("kind".into(), json!(k));
+        if let Some(o) = &self.object {
+            if !o.name.is_empty() {
+                details.insert("name".into(), json!(o.name));
+            }
+            if !o.group.is_empty() {
+                details.insert("group".into(), json!(o.group));
+            }
+            details.insert("kind".into(), json!(o.kind));
         }
         if !self.causes.is_empty() {
             let causes: Vec<Value> = self

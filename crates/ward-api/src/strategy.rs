@@ -195,18 +195,17 @@ pub fn metadata_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj.is_object() {
         *obj = json!({});
     }
-    let map = match obj {
-        Value::Object(m) => m,
-        _ => unreachable!("just made an object"),
+    let Value::Object(map) = obj else {
+        unreachable!("just made an object")
     };
     let meta = map.entry("metadata").or_insert_with(|| json!({}));
     if !meta.is_object() {
         *meta = json!({});
     }
-    match meta {
-        Value::Object(m) => m,
-        _ => unreachable!("just made an object"),
-    }
+    let Value::Object(m) = meta else {
+        unreachable!("just made an object")
+    };
+    m
 }
 
 /// `metadata.<field>` as a string, or `""`.
@@ -415,18 +414,14 @@ fn validate_secret(obj: &Value) -> Result<Vec<FieldError>, ApiError> {
                 }
             }
         }
-        "kubernetes.io/basic-auth" => {
-            if get("username").is_none() && get("password").is_none() {
-                causes.push(FieldError::required(
-                    "data[username]",
-                    "either username or password is required",
-                ));
-            }
+        "kubernetes.io/basic-auth" if get("username").is_none() && get("password").is_none() => {
+            causes.push(FieldError::required(
+                "data[username]",
+                "either username or password is required",
+            ));
         }
-        "kubernetes.io/ssh-auth" => {
-            if get("ssh-privatekey").is_none_or(|v| v.is_empty()) {
-                causes.push(FieldError::required("data[ssh-privatekey]", ""));
-            }
+        "kubernetes.io/ssh-auth" if get("ssh-privatekey").is_none_or(|v| v.is_empty()) => {
+            causes.push(FieldError::required("data[ssh-privatekey]", ""));
         }
         "kubernetes.io/tls" => {
             for key in ["tls.crt", "tls.key"] {

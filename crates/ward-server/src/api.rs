@@ -395,7 +395,7 @@ impl App {
                 &warnings,
             ));
         }
-        let generated = meta_str(&obj, "generateName").len() > 0
+        let generated = !meta_str(&obj, "generateName").is_empty()
             && meta_str(&obj, "name").len() == meta_str(&obj, "generateName").len() + 5;
         let mut attempt = 0;
         let created = loop {
@@ -873,12 +873,12 @@ impl DeleteOptions {
                     ));
                 }
             }
-            if let Some(p) = v.get("propagationPolicy").and_then(Value::as_str) {
-                if !["Orphan", "Background", "Foreground"].contains(&p) {
-                    return Err(ApiError::bad_request(format!(
-                        "unsupported propagationPolicy {p:?}"
-                    )));
-                }
+            if let Some(p) = v.get("propagationPolicy").and_then(Value::as_str)
+                && !["Orphan", "Background", "Foreground"].contains(&p)
+            {
+                return Err(ApiError::bad_request(format!(
+                    "unsupported propagationPolicy {p:?}"
+                )));
             }
             uid = v
                 .pointer("/preconditions/uid")
@@ -917,18 +917,18 @@ impl DeleteOptions {
                 ));
             }
         }
-        if let Some(want) = self.resource_version {
-            if want != rev {
-                return Err(ApiError::conflict(
-                    info.group,
-                    info.resource,
-                    name,
-                    &format!(
-                        "Precondition failed: ResourceVersion in precondition: {}, ResourceVersion in object meta: {}",
-                        want.0, rev.0
-                    ),
-                ));
-            }
+        if let Some(want) = self.resource_version
+            && want != rev
+        {
+            return Err(ApiError::conflict(
+                info.group,
+                info.resource,
+                name,
+                &format!(
+                    "Precondition failed: ResourceVersion in precondition: {}, ResourceVersion in object meta: {}",
+                    want.0, rev.0
+                ),
+            ));
         }
         Ok(())
     }
@@ -1049,25 +1049,23 @@ fn check_body(
         .get("kind")
         .and_then(Value::as_str)
         .filter(|k| !k.is_empty())
+        && kind != info.kind
     {
-        if kind != info.kind {
-            return Err(ApiError::bad_request(format!(
-                "the kind in the body ({kind}) does not match the kind of the URL ({})",
-                info.kind
-            )));
-        }
+        return Err(ApiError::bad_request(format!(
+            "the kind in the body ({kind}) does not match the kind of the URL ({})",
+            info.kind
+        )));
     }
     if let Some(av) = obj
         .get("apiVersion")
         .and_then(Value::as_str)
         .filter(|k| !k.is_empty())
+        && av != info.api_version()
     {
-        if av != info.api_version() {
-            return Err(ApiError::bad_request(format!(
-                "the API version in the body ({av}) does not match the expected API version ({})",
-                info.api_version()
-            )));
-        }
+        return Err(ApiError::bad_request(format!(
+            "the API version in the body ({av}) does not match the expected API version ({})",
+            info.api_version()
+        )));
     }
     let Some(report) = schema::check(info.kind, obj) else {
         return Ok(Vec::new());

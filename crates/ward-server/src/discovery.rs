@@ -32,7 +32,7 @@ pub(crate) fn api_versions(addr: SocketAddr) -> Value {
 
 /// Legacy `/apis`.
 pub(crate) fn api_groups() -> Value {
-    let groups: Vec<Value> = groups().into_iter().map(|g| group_doc(g)).collect();
+    let groups: Vec<Value> = groups().into_iter().map(group_doc).collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
@@ -48,7 +48,7 @@ pub(crate) fn api_group(group: &str) -> Option<Value> {
 
 fn group_doc(group: &str) -> Value {
     let gv = json!({"groupVersion": format!("{group}/v1"), "version": "v1"});
-    json!({"name": group, "versions": [gv.clone()], "preferredVersion": gv})
+    json!({"name": group, "versions": [gv], "preferredVersion": gv})
 }
 
 /// `/api/v1` or `/apis/<g>/<v>` (`APIResourceList`), `None` if not served.

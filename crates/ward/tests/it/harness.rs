@@ -7,17 +7,17 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 /// A running `ward serve` process with its own data directory and kubectl home.
-pub struct Server {
+pub(crate) struct Server {
     child: Option<Child>,
-    pub data_dir: PathBuf,
-    pub home: tempfile::TempDir,
-    pub url: String,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) home: tempfile::TempDir,
+    pub(crate) url: String,
     _data: Option<tempfile::TempDir>,
 }
 
 impl Server {
     /// Starts a server on a fresh data directory.
-    pub fn start() -> Server {
+    pub(crate) fn start() -> Server {
         let data = tempfile::tempdir().expect("tempdir");
         let dir = data.path().join("ward");
         let mut s = Server::start_in(&dir, &[]);
@@ -26,7 +26,7 @@ impl Server {
     }
 
     /// Starts a server on `dir` (kept by the caller), with extra flags.
-    pub fn start_in(dir: &Path, extra: &[&str]) -> Server {
+    pub(crate) fn start_in(dir: &Path, extra: &[&str]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ward"));
         cmd.args(["serve", "--secure-port", "0", "--data-dir"])
             .arg(dir)
@@ -71,11 +71,11 @@ impl Server {
         }
     }
 
-    pub fn kubeconfig(&self) -> PathBuf {
+    pub(crate) fn kubeconfig(&self) -> PathBuf {
         self.data_dir.join("admin.kubeconfig")
     }
 
-    pub fn token(&self) -> String {
+    pub(crate) fn token(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("admin.token"))
             .expect("token")
             .trim()
@@ -83,7 +83,12 @@ impl Server {
     }
 
     /// Runs kubectl with `args` and optional stdin.
-    pub fn kubectl_with(&self, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
+    pub(crate) fn kubectl_with(
+        &self,
+        args: &[&str],
+        stdin: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Output {
         let mut cmd = Command::new("kubectl");
         cmd.arg("--kubeconfig")
             .arg(self.kubeconfig())
@@ -114,7 +119,7 @@ impl Server {
 
     /// Runs kubectl and asserts success; returns stdout.
     #[track_caller]
-    pub fn kubectl(&self, args: &[&str]) -> String {
+    pub(crate) fn kubectl(&self, args: &[&str]) -> String {
         let out = self.kubectl_with(args, None, &[]);
         assert!(
             out.status.success(),
@@ -127,7 +132,7 @@ impl Server {
 
     /// Runs kubectl with stdin and asserts success.
     #[track_caller]
-    pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> String {
+    pub(crate) fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> String {
         let out = self.kubectl_with(args, Some(stdin), &[]);
         assert!(
             out.status.success(),
@@ -139,7 +144,7 @@ impl Server {
 
     /// Runs kubectl, asserts failure; returns stderr.
     #[track_caller]
-    pub fn kubectl_fails(&self, args: &[&str]) -> String {
+    pub(crate) fn kubectl_fails(&self, args: &[&str]) -> String {
         let out = self.kubectl_with(args, None, &[]);
         assert!(
             !out.status.success(),
@@ -150,7 +155,7 @@ impl Server {
     }
 
     /// A raw HTTPS request with curl. Returns (status, body).
-    pub fn curl(
+    pub(crate) fn curl(
         &self,
         method: &str,
         path: &str,
@@ -160,7 +165,7 @@ impl Server {
         self.curl_as(method, path, headers, body, Some(&self.token()))
     }
 
-    pub fn curl_as(
+    pub(crate) fn curl_as(
         &self,
         method: &str,
         path: &str,
@@ -210,7 +215,7 @@ impl Server {
     }
 
     /// Sends SIGTERM and waits for a clean exit.
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let pid = child.id().to_string();
             let _ = Command::new("kill").args(["-TERM", &pid]).status();
@@ -237,7 +242,7 @@ impl Drop for Server {
 }
 
 /// Every file under `dir`, recursively.
-pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -254,7 +259,7 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Files under `dir` whose bytes contain `needle`.
-pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+pub(crate) fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
     files_under(dir)
         .into_iter()
         .filter(|p| {
@@ -264,6 +269,6 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
         .collect()
 }
 
-pub fn json(s: &str) -> serde_json::Value {
+pub(crate) fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
 }

@@ -178,7 +178,7 @@ fn secrets_crud_with_kubectl() {
     let out = s.kubectl_with(&["replace", "-f", "-"], Some(&stale.to_string()), &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("Conflict"), "{err}");
-    let mut fresh = obj.clone();
+    let mut fresh = obj;
     fresh["data"]["r"] = serde_json::json!("cg==");
     let out = s.kubectl_stdin(&["replace", "-f", "-"], &fresh.to_string());
     assert!(out.contains("secret/x1 replaced"), "{out}");
