@@ -1,7 +1,7 @@
 //! The four PATCH flavours kube-apiserver accepts, applied to objects in their JSON form.
 //!
 //! - [`merge_patch`]: JSON merge patch (RFC 7386, `application/merge-patch+json`).
-//! - [`json_patch`]: JSON patch (RFC 6902, `application/json-patch+json`), all or nothing.
+//! - [`json_patch()`]: JSON patch (RFC 6902, `application/json-patch+json`), all or nothing.
 //! - [`strategic_merge_patch`]: `application/strategic-merge-patch+json`, with the list
 //!   semantics of the kinds Ward serves.
 //! - [`apply_patch`]: the minimal server-side apply merge (`application/apply-patch+yaml`).

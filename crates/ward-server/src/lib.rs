@@ -5,7 +5,7 @@
 //! bytes) → encryption transformer (`ward_crypto`) → revisioned storage (`ward_storage`). Replies
 //! are JSON, YAML or `Table`; every error is a Kubernetes `Status`.
 //!
-//! This crate maps domain errors to HTTP in one place ([`error`]); it never logs request bodies.
+//! This crate maps domain errors to HTTP in one place (the private `error` module); it never logs request bodies.
 
 mod api;
 mod bootstrap;

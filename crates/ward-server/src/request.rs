@@ -98,7 +98,9 @@ fn resource_path(group: &str, version: &str, rest: &[&str]) -> Target {
             match tail {
                 [] => path(info, Some(ns), None, None),
                 [name] => path(info, Some(ns), Some(name), None),
-                [name, sub] => path(info, Some(ns), Some(name), Some(sub)),
+                [name, sub] if KNOWN_SUBRESOURCES.contains(sub) => {
+                    path(info, Some(ns), Some(name), Some(sub))
+                }
                 _ => Target::Unknown,
             }
         }
@@ -109,13 +111,19 @@ fn resource_path(group: &str, version: &str, rest: &[&str]) -> Target {
             match tail {
                 [] => path(info, None, None, None),
                 [name] if !info.namespaced => path(info, None, Some(name), None),
-                [name, sub] if !info.namespaced => path(info, None, Some(name), Some(sub)),
+                [name, sub] if !info.namespaced && KNOWN_SUBRESOURCES.contains(sub) => {
+                    path(info, None, Some(name), Some(sub))
+                }
                 _ => Target::Unknown,
             }
         }
         _ => Target::Unknown,
     }
 }
+
+/// Subresource names Kubernetes defines for the served kinds (none is served yet: they get 404
+/// NotFound rather than being mistaken for other paths).
+const KNOWN_SUBRESOURCES: &[&str] = &["finalize", "status", "token"];
 
 /// Decoded query parameters (the last value wins).
 #[derive(Debug, Default)]

@@ -3,7 +3,7 @@
 //! Each backend runs it from its own tests (redb with a temporary file, etcd against a real
 //! server), so both implement the contract in [the crate docs](crate) the same way:
 //!
-//! ```ignore
+//! ```text
 //! #[tokio::test]
 //! async fn conformance() {
 //!     let dir = tempfile::tempdir().unwrap();
