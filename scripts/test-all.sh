@@ -28,3 +28,6 @@ echo "== doc tests"
 cargo test --workspace --locked --doc
 echo "== cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+echo "== fuzz smoke (each target briefly)"
+./scripts/fuzz-smoke.sh
+echo "all checks passed"
