@@ -9,6 +9,7 @@ use std::time::Duration;
 /// A running `ward serve` process with its own data directory and kubectl home.
 pub(crate) struct Server {
     child: Option<Child>,
+    logs: std::sync::Arc<std::sync::Mutex<String>>,
     pub(crate) data_dir: PathBuf,
     pub(crate) home: tempfile::TempDir,
     pub(crate) url: String,
@@ -38,6 +39,8 @@ impl Server {
         let mut child = cmd.spawn().expect("spawn ward serve");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = logs.clone();
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -52,6 +55,10 @@ impl Server {
                 }
                 // Keep draining so the server never blocks on a full pipe.
                 eprintln!("[ward] {line}");
+                if let Ok(mut l) = sink.lock() {
+                    l.push_str(&line);
+                    l.push('\n');
+                }
             }
         });
         let url = match rx.recv_timeout(Duration::from_secs(60)) {
@@ -64,11 +71,17 @@ impl Server {
         };
         Server {
             child: Some(child),
+            logs,
             data_dir: dir.to_path_buf(),
             home: tempfile::tempdir().expect("home"),
             url,
             _data: None,
         }
+    }
+
+    /// Everything the server has logged so far.
+    pub(crate) fn logs(&self) -> String {
+        self.logs.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
     pub(crate) fn kubeconfig(&self) -> PathBuf {

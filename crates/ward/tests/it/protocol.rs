@@ -168,6 +168,11 @@ fn bad_input_gets_a_status_and_changes_nothing() {
         })
         .collect();
     assert_eq!(names, vec!["fv".to_owned()]);
+    let logs = s.logs();
+    assert!(
+        !logs.contains(canary) && !logs.contains("canary-secret-value"),
+        "canary in logs"
+    );
 }
 
 #[test]

@@ -37,6 +37,16 @@ fn data_survives_restart_and_plaintext_never_hits_disk() {
     let ca = std::fs::read(dir.join("pki/ca.crt")).expect("ca");
     let enc = std::fs::read(dir.join("encryption-config.yaml")).expect("encryption config");
     s.stop();
+    let logs = s.logs();
+    assert!(
+        logs.contains("object written"),
+        "the server logged its writes: {logs}"
+    );
+    assert!(
+        !logs.contains(canary) && !logs.contains(&B64.encode(canary)),
+        "value in logs"
+    );
+    assert!(!logs.contains(&token), "admin token in logs");
 
     // modes: private files 0600, directories 0700
     for f in [
