@@ -227,6 +227,19 @@ impl Server {
         (code.trim().parse().unwrap_or(0), body.to_owned())
     }
 
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or_default()
+    }
+
+    /// Kills the server with SIGKILL (a crash) and reaps it.
+    pub(crate) fn crash(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Sends SIGTERM and waits for a clean exit.
     pub(crate) fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
