@@ -37,6 +37,9 @@ pub struct ResourceInfo {
     pub extra_selectable_fields: &'static [&'static str],
     /// Name syntax.
     pub name_rule: NameRule,
+    /// Whether objects are stored. Review APIs (`SelfSubjectReview`, access reviews) are not:
+    /// a `create` computes an answer and returns it.
+    pub persisted: bool,
 }
 
 const NAMESPACED_VERBS: &[&str] = &[
@@ -49,12 +52,26 @@ const NAMESPACED_VERBS: &[&str] = &[
     "update",
     "watch",
 ];
+const CREATE_ONLY: &[&str] = &["create"];
 const NAMESPACE_VERBS: &[&str] = &[
     "create", "delete", "get", "list", "patch", "update", "watch",
 ];
 
 /// Every resource Ward serves, in discovery order.
 pub static RESOURCES: &[ResourceInfo] = &[
+    ResourceInfo {
+        group: "authentication.k8s.io",
+        version: "v1",
+        resource: "selfsubjectreviews",
+        singular: "selfsubjectreview",
+        kind: "SelfSubjectReview",
+        namespaced: false,
+        short_names: &[],
+        verbs: CREATE_ONLY,
+        extra_selectable_fields: &[],
+        name_rule: NameRule::PathSegment,
+        persisted: false,
+    },
     ResourceInfo {
         group: "",
         version: "v1",
@@ -66,6 +83,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         verbs: NAMESPACED_VERBS,
         extra_selectable_fields: &[],
         name_rule: NameRule::Dns1123Subdomain,
+        persisted: true,
     },
     ResourceInfo {
         group: "",
@@ -78,6 +96,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         verbs: NAMESPACE_VERBS,
         extra_selectable_fields: &["status.phase"],
         name_rule: NameRule::Dns1123Label,
+        persisted: true,
     },
     ResourceInfo {
         group: "",
@@ -90,6 +109,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         verbs: NAMESPACED_VERBS,
         extra_selectable_fields: &["type"],
         name_rule: NameRule::Dns1123Subdomain,
+        persisted: true,
     },
 ];
 

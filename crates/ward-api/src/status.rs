@@ -163,7 +163,9 @@ impl ApiError {
     /// 403 Forbidden with a prepared message.
     pub fn forbidden(group: &str, resource: &str, name: &str, why: &str) -> Self {
         let qr = qualified_resource(group, resource);
-        let message = if name.is_empty() {
+        let message = if resource.is_empty() {
+            format!("forbidden: {why}")
+        } else if name.is_empty() {
             format!("{qr} is forbidden: {why}")
         } else {
             format!("{qr} \"{name}\" is forbidden: {why}")

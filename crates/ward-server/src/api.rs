@@ -24,7 +24,8 @@ use ward_storage::Revision;
 
 use crate::discovery;
 use crate::error::{object_response, status_response, text_response};
-use crate::http::{Authenticator, Body, UserInfo};
+use crate::auth::{Authenticator, UserInfo};
+use crate::http::Body;
 use crate::request::{
     ACCEPTED_BODY_TYPES, ACCEPTED_PATCH_TYPES, BodyType, Output, Query, ResourcePath, Target,
     body_type, negotiate, parse_path,
@@ -66,14 +67,19 @@ impl App {
     }
 
     /// Handles one request; never fails (errors become `Status` replies).
-    pub(crate) async fn handle(self: &Arc<Self>, req: Request<Incoming>) -> Response<Body> {
-        match self.route(req).await {
+    pub(crate) async fn handle(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        cert_user: Option<&UserInfo>,
+        _peer: SocketAddr,
+    ) -> Response<Body> {
+        match self.route(req, cert_user).await {
             Ok(r) => r,
             Err(e) => status_response(&e),
         }
     }
 
-    async fn route(self: &Arc<Self>, req: Request<Incoming>) -> Reply {
+    async fn route(self: &Arc<Self>, req: Request<Incoming>, cert_user: Option<&UserInfo>) -> Reply {
         let (req, incoming) = req.into_parts();
         let target = parse_path(req.uri.path());
         let get_only = |m: &Method| {
@@ -101,7 +107,7 @@ impl App {
         }
         let Some(user) = self
             .auth
-            .authenticate(req.headers.get(header::AUTHORIZATION))
+            .authenticate(cert_user, req.headers.get(header::AUTHORIZATION))
         else {
             // Read a little of any body so the client receives the 401 rather than a reset.
             let _ = read_body(&req.headers, incoming, UNAUTHENTICATED_BODY_BYTES).await;
@@ -113,6 +119,7 @@ impl App {
             read_body(&req.headers, incoming, MAX_BODY_BYTES).await?
         };
         let query = Query::parse(req.uri.query());
+        interim_authorize(&user, &target, &req.method)?;
         let include = IncludeObject::parse(query.get("includeObject").unwrap_or_default())
             .ok_or_else(|| {
                 ApiError::bad_request("includeObject must be None, Metadata or Object")
@@ -214,6 +221,9 @@ impl App {
             user,
             verb,
         };
+        if !ctx.p.info.persisted {
+            return self.review(&ctx, ct, body);
+        }
         match verb {
             "get" => self.get(&ctx).await,
             "list" => self.list(&ctx).await,
@@ -669,6 +679,31 @@ impl App {
         Ok(object_response(StatusCode::OK, &list, ctx.output))
     }
 
+    // === review APIs (computed, never stored) ===
+
+    fn review(&self, ctx: &Ctx, ct: Option<String>, body: Bytes) -> Reply {
+        let info = ctx.p.info;
+        let kind = body_type(ct.as_deref())
+            .filter(|t| matches!(t, BodyType::Json | BodyType::Yaml | BodyType::Protobuf))
+            .ok_or_else(|| {
+                ApiError::unsupported_media_type(
+                    ct.as_deref().unwrap_or_default(),
+                    ACCEPTED_BODY_TYPES,
+                )
+            })?;
+        let mut obj = decode_object(kind, &body)?;
+        check_body(info, &mut obj, &ctx.query)?;
+        match info.kind {
+            "SelfSubjectReview" => {
+                let reply = json!({"kind": info.kind, "apiVersion": info.api_version(),
+                                   "metadata": {"creationTimestamp": null},
+                                   "status": {"userInfo": ctx.user.to_json()}});
+                Ok(object_response(StatusCode::CREATED, &reply, plain(ctx.output)))
+            }
+            _ => Err(ApiError::no_route()),
+        }
+    }
+
     // === namespaces ===
 
     async fn ensure_namespace_accepts(
@@ -830,6 +865,43 @@ impl Ctx {
     fn name(&self) -> &str {
         self.p.name.as_deref().unwrap_or_default()
     }
+}
+
+/// Authorization until RBAC lands: `system:masters` may do anything; every other authenticated
+/// user may only read discovery documents and ask who they are (what upstream's
+/// `system:discovery` and `system:basic-user` grant). Everything else is 403.
+fn interim_authorize(user: &UserInfo, target: &Target, method: &Method) -> Result<(), ApiError> {
+    if user.groups.iter().any(|g| g == "system:masters") {
+        return Ok(());
+    }
+    let allowed = match target {
+        Target::ApiVersions
+        | Target::ApiGroups
+        | Target::Group { .. }
+        | Target::ResourceList { .. }
+        | Target::OpenApiRoot
+        | Target::OpenApiGroupVersion { .. } => matches!(*method, Method::GET | Method::HEAD),
+        Target::Resource(p) => p.info.kind == "SelfSubjectReview" && *method == Method::POST,
+        _ => false,
+    };
+    if allowed {
+        return Ok(());
+    }
+    let why = format!("User {:?} cannot access this resource", user.username);
+    match target {
+        Target::Resource(p) => Err(ApiError::forbidden(
+            p.info.group,
+            p.info.resource,
+            p.name.as_deref().unwrap_or_default(),
+            &why,
+        )),
+        _ => Err(ApiError::forbidden("", "", "", &why)),
+    }
+}
+
+/// JSON or YAML: the encodings a non-list, non-table reply can take.
+fn plain(o: Output) -> Output {
+    if matches!(o, Output::Yaml) { o } else { Output::Json }
 }
 
 fn namespaces() -> &'static ResourceInfo {

@@ -125,6 +125,9 @@ pub(crate) fn openapi_root() -> Value {
         json!({"serverRelativeURL": format!("/openapi/v3/api/v1?hash={OPENAPI_HASH}")}),
     );
     for g in groups() {
+        if !RESOURCES.iter().any(|r| r.group == g && r.persisted) {
+            continue;
+        }
         paths.insert(
             format!("apis/{g}/v1"),
             json!({"serverRelativeURL": format!("/openapi/v3/apis/{g}/v1?hash={OPENAPI_HASH}")}),
@@ -139,7 +142,7 @@ pub(crate) fn openapi_group_version(group: &str, version: &str) -> Option<Value>
     let mut paths = serde_json::Map::new();
     for r in RESOURCES
         .iter()
-        .filter(|r| r.group == group && r.version == version)
+        .filter(|r| r.group == group && r.version == version && r.persisted)
     {
         let base = if group.is_empty() {
             format!("/api/{version}")

@@ -15,15 +15,14 @@ use hyper_util::server::conn::auto;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use sha2::{Digest as _, Sha256};
-use subtle::ConstantTimeEq as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info};
 
-use crate::ServeError;
 use crate::api::App;
+use crate::auth::{self, Authenticator, UserInfo};
+use crate::{ServeError, ServeOptions};
 use crate::bootstrap::Bootstrap;
 use crate::store::ObjectStore;
 
@@ -52,56 +51,47 @@ impl ServerHandle {
     }
 }
 
-/// The authenticated caller.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct UserInfo {
-    pub(crate) username: String,
-    pub(crate) groups: Vec<String>,
-}
-
-/// Bearer-token authentication. For now only the admin credential exists; users, groups and
-/// ServiceAccounts plug in here (issue: authentication and RBAC).
-pub(crate) struct Authenticator {
-    admin_token_sha256: [u8; 32],
-}
-
-impl Authenticator {
-    fn new(token: &str) -> Self {
-        Authenticator {
-            admin_token_sha256: Sha256::digest(token.as_bytes()).into(),
-        }
-    }
-
-    /// The user a request's `Authorization` header proves, or `None` (reply 401, never saying
-    /// why).
-    pub(crate) fn authenticate(&self, header: Option<&http::HeaderValue>) -> Option<UserInfo> {
-        let value = header?.as_bytes();
-        let token = value
-            .strip_prefix(b"Bearer ")
-            .or_else(|| value.strip_prefix(b"bearer "))?;
-        let digest: [u8; 32] = Sha256::digest(token).into();
-        if bool::from(digest.ct_eq(&self.admin_token_sha256)) {
-            Some(UserInfo {
-                username: "ward-admin".into(),
-                groups: vec!["system:masters".into(), "system:authenticated".into()],
-            })
-        } else {
-            None
-        }
-    }
-}
-
-fn tls_config(b: &Bootstrap) -> Result<ServerConfig, ServeError> {
+fn tls_config(b: &Bootstrap, client_ca: Option<&std::path::Path>) -> Result<ServerConfig, ServeError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(b.cert_pem.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|e| ServeError::Config(format!("serving certificate: {e}")))?;
     let key = PrivateKeyDer::from_pem_slice(b.key_pem.as_bytes())
         .map_err(|e| ServeError::Config(format!("serving key: {e}")))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| ServeError::Config(format!("tls: {e}")))?
-        .with_no_client_auth()
+        .map_err(|e| ServeError::Config(format!("tls: {e}")))?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| ServeError::io(path, e))?;
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert.map_err(|e| {
+                    ServeError::Config(format!("{}: not a PEM certificate bundle: {e}", path.display()))
+                })?;
+                roots.add(cert).map_err(|e| {
+                    ServeError::Config(format!("{}: unusable CA certificate: {e}", path.display()))
+                })?;
+            }
+            if roots.is_empty() {
+                return Err(ServeError::Config(format!(
+                    "{}: --client-ca-file holds no certificate",
+                    path.display()
+                )));
+            }
+            // Clients without a certificate may still use a bearer token.
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| ServeError::Config(format!("{}: {e}", path.display())))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
         .with_single_cert(certs, key)
         .map_err(|e| ServeError::Config(format!("tls: {e}")))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -112,9 +102,16 @@ fn tls_config(b: &Bootstrap) -> Result<ServerConfig, ServeError> {
 pub(crate) async fn listen(
     addr: SocketAddr,
     boot: &Bootstrap,
+    opts: &ServeOptions,
     store: ObjectStore,
 ) -> Result<ServerHandle, ServeError> {
-    let acceptor = TlsAcceptor::from(Arc::new(tls_config(boot)?));
+    let acceptor =
+        TlsAcceptor::from(Arc::new(tls_config(boot, opts.client_ca_file.as_deref())?));
+    let authenticator = Authenticator::new(
+        &boot.admin_token,
+        opts.token_auth_file.as_deref(),
+        opts.anonymous_auth,
+    )?;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| ServeError::io(addr.to_string(), e))?;
@@ -124,7 +121,7 @@ pub(crate) async fn listen(
     let (tx, rx) = watch::channel(false);
     let app = Arc::new(App::new(
         store,
-        Authenticator::new(&boot.admin_token),
+        authenticator,
         rx.clone(),
         local_addr,
     ));
@@ -173,9 +170,20 @@ async fn accept_loop(
                     return;
                 }
             };
+            // The verified client certificate (if any) names the user for the whole connection.
+            let cert_user: Option<Arc<UserInfo>> = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .and_then(|leaf| auth::user_from_certificate(leaf))
+                .map(Arc::new);
             let service = service_fn(move |req: Request<Incoming>| {
                 let app = app.clone();
-                async move { Ok::<_, std::convert::Infallible>(serve_one(app, req, peer).await) }
+                let cert_user = cert_user.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(serve_one(app, req, peer, cert_user).await)
+                }
             });
             let builder = auto::Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection(TokioIo::new(tls), service);
@@ -189,11 +197,16 @@ async fn accept_loop(
     }
 }
 
-async fn serve_one(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+async fn serve_one(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    cert_user: Option<Arc<UserInfo>>,
+) -> Response<Body> {
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let resp = app.handle(req).await;
+    let resp = app.handle(req, cert_user.as_deref(), peer).await;
     debug!(
         %peer,
         %method,

@@ -8,6 +8,7 @@
 //! This crate maps domain errors to HTTP in one place (the private `error` module); it never logs request bodies.
 
 mod api;
+mod auth;
 mod bootstrap;
 mod discovery;
 mod error;
@@ -40,6 +41,12 @@ pub struct ServeOptions {
     pub encryption_provider_config: Option<PathBuf>,
     /// How many revisions of history the store keeps for watches.
     pub history_revisions: usize,
+    /// kube-apiserver's static token file (`--token-auth-file`): `token,user,uid[,"groups"]`.
+    pub token_auth_file: Option<PathBuf>,
+    /// CA bundle that verifies client certificates (`--client-ca-file`); CN = user, O = groups.
+    pub client_ca_file: Option<PathBuf>,
+    /// Serve unauthenticated requests as `system:anonymous` (`--anonymous-auth`; off by default).
+    pub anonymous_auth: bool,
 }
 
 /// Errors that stop the server from starting or running.
@@ -120,7 +127,7 @@ pub async fn start(opts: ServeOptions) -> Result<ServerHandle, ServeError> {
         .map_err(|e| ServeError::Storage(e.to_string()))?;
 
     let addr = SocketAddr::new(opts.bind_address, opts.secure_port);
-    let handle = http::listen(addr, &boot, store).await?;
+    let handle = http::listen(addr, &boot, &opts, store).await?;
     let host = match opts.bind_address {
         a if a.is_unspecified() => "127.0.0.1".to_owned(),
         IpAddr::V6(a) => format!("[{a}]"),

@@ -56,6 +56,15 @@ struct ServeArgs {
     /// Revisions of history kept for watches.
     #[arg(long, default_value_t = 10_000)]
     watch_history: usize,
+    /// Static bearer tokens, kube-apiserver's CSV format: token,user,uid[,"group1,group2"].
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
+    /// CA bundle for client certificates (CN = user name, O = groups).
+    #[arg(long)]
+    client_ca_file: Option<PathBuf>,
+    /// Serve requests without credentials as system:anonymous (off by default).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    anonymous_auth: bool,
 }
 
 pub(crate) fn main() -> ExitCode {
@@ -112,6 +121,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tls_sans: args.tls_san,
         encryption_provider_config: args.encryption_provider_config,
         history_revisions: args.watch_history,
+        token_auth_file: args.token_auth_file,
+        client_ca_file: args.client_ca_file,
+        anonymous_auth: args.anonymous_auth,
     })
     .await?;
     eprintln!(
