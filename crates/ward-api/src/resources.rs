@@ -52,65 +52,152 @@ const NAMESPACED_VERBS: &[&str] = &[
     "update",
     "watch",
 ];
-const CREATE_ONLY: &[&str] = &["create"];
 const NAMESPACE_VERBS: &[&str] = &[
     "create", "delete", "get", "list", "patch", "update", "watch",
 ];
+const CREATE_ONLY: &[&str] = &["create"];
+const RBAC: &str = "rbac.authorization.k8s.io";
 
-/// Every resource Ward serves, in discovery order.
-pub static RESOURCES: &[ResourceInfo] = &[
+/// A stored resource with every verb but `deletecollection` on cluster-scoped ones.
+#[allow(clippy::too_many_arguments)] // a table row
+const fn stored(
+    group: &'static str,
+    resource: &'static str,
+    singular: &'static str,
+    kind: &'static str,
+    namespaced: bool,
+    short_names: &'static [&'static str],
+    extra_selectable_fields: &'static [&'static str],
+    name_rule: NameRule,
+) -> ResourceInfo {
     ResourceInfo {
-        group: "authentication.k8s.io",
+        group,
         version: "v1",
-        resource: "selfsubjectreviews",
-        singular: "selfsubjectreview",
-        kind: "SelfSubjectReview",
+        resource,
+        singular,
+        kind,
+        namespaced,
+        short_names,
+        verbs: NAMESPACED_VERBS,
+        extra_selectable_fields,
+        name_rule,
+        persisted: true,
+    }
+}
+
+/// A review API: create-only, computed, never stored.
+const fn review(
+    group: &'static str,
+    resource: &'static str,
+    singular: &'static str,
+    kind: &'static str,
+) -> ResourceInfo {
+    ResourceInfo {
+        group,
+        version: "v1",
+        resource,
+        singular,
+        kind,
         namespaced: false,
         short_names: &[],
         verbs: CREATE_ONLY,
         extra_selectable_fields: &[],
         name_rule: NameRule::PathSegment,
         persisted: false,
-    },
+    }
+}
+
+/// Every resource Ward serves, in discovery order (each group's resources together).
+pub static RESOURCES: &[ResourceInfo] = &[
+    stored(
+        "",
+        "configmaps",
+        "configmap",
+        "ConfigMap",
+        true,
+        &["cm"],
+        &[],
+        NameRule::Dns1123Subdomain,
+    ),
     ResourceInfo {
-        group: "",
-        version: "v1",
-        resource: "configmaps",
-        singular: "configmap",
-        kind: "ConfigMap",
-        namespaced: true,
-        short_names: &["cm"],
-        verbs: NAMESPACED_VERBS,
-        extra_selectable_fields: &[],
-        name_rule: NameRule::Dns1123Subdomain,
-        persisted: true,
-    },
-    ResourceInfo {
-        group: "",
-        version: "v1",
-        resource: "namespaces",
-        singular: "namespace",
-        kind: "Namespace",
-        namespaced: false,
-        short_names: &["ns"],
         verbs: NAMESPACE_VERBS,
-        extra_selectable_fields: &["status.phase"],
-        name_rule: NameRule::Dns1123Label,
-        persisted: true,
+        ..stored(
+            "",
+            "namespaces",
+            "namespace",
+            "Namespace",
+            false,
+            &["ns"],
+            &["status.phase"],
+            NameRule::Dns1123Label,
+        )
     },
-    ResourceInfo {
-        group: "",
-        version: "v1",
-        resource: "secrets",
-        singular: "secret",
-        kind: "Secret",
-        namespaced: true,
-        short_names: &[],
-        verbs: NAMESPACED_VERBS,
-        extra_selectable_fields: &["type"],
-        name_rule: NameRule::Dns1123Subdomain,
-        persisted: true,
-    },
+    stored(
+        "",
+        "secrets",
+        "secret",
+        "Secret",
+        true,
+        &[],
+        &["type"],
+        NameRule::Dns1123Subdomain,
+    ),
+    stored(
+        "",
+        "serviceaccounts",
+        "serviceaccount",
+        "ServiceAccount",
+        true,
+        &["sa"],
+        &[],
+        NameRule::Dns1123Subdomain,
+    ),
+    review(
+        "authentication.k8s.io",
+        "selfsubjectreviews",
+        "selfsubjectreview",
+        "SelfSubjectReview",
+    ),
+    stored(
+        RBAC,
+        "clusterrolebindings",
+        "clusterrolebinding",
+        "ClusterRoleBinding",
+        false,
+        &[],
+        &[],
+        NameRule::PathSegment,
+    ),
+    stored(
+        RBAC,
+        "clusterroles",
+        "clusterrole",
+        "ClusterRole",
+        false,
+        &[],
+        &[],
+        NameRule::PathSegment,
+    ),
+    stored(
+        RBAC,
+        "rolebindings",
+        "rolebinding",
+        "RoleBinding",
+        true,
+        &[],
+        &[],
+        NameRule::PathSegment,
+    ),
+    stored(
+        RBAC,
+        "roles",
+        "role",
+        "Role",
+        true,
+        &[],
+        &[],
+        NameRule::PathSegment,
+    ),
 ];
 
 impl ResourceInfo {

@@ -103,6 +103,34 @@ fn object_meta() -> Shape {
     ])
 }
 
+fn strings() -> Shape {
+    List(Box::new(Str))
+}
+
+fn policy_rule() -> Shape {
+    Object(vec![
+        ("verbs", strings()),
+        ("apiGroups", strings()),
+        ("resources", strings()),
+        ("resourceNames", strings()),
+        ("nonResourceURLs", strings()),
+    ])
+}
+
+fn label_selector() -> Shape {
+    Object(vec![
+        ("matchLabels", str_map()),
+        (
+            "matchExpressions",
+            List(Box::new(Object(vec![
+                ("key", Str),
+                ("operator", Str),
+                ("values", strings()),
+            ]))),
+        ),
+    ])
+}
+
 fn shape_of(kind: &str) -> Option<Shape> {
     let mut fields = vec![
         ("apiVersion", Str),
@@ -138,6 +166,51 @@ fn shape_of(kind: &str) -> Option<Shape> {
                         ]))),
                     ),
                 ]),
+            ),
+        ]),
+        "ServiceAccount" => fields.extend([
+            (
+                "secrets",
+                List(Box::new(Object(vec![
+                    ("kind", Str),
+                    ("namespace", Str),
+                    ("name", Str),
+                    ("uid", Str),
+                    ("apiVersion", Str),
+                    ("resourceVersion", Str),
+                    ("fieldPath", Str),
+                ]))),
+            ),
+            (
+                "imagePullSecrets",
+                List(Box::new(Object(vec![("name", Str)]))),
+            ),
+            ("automountServiceAccountToken", Bool),
+        ]),
+        "Role" => fields.push(("rules", List(Box::new(policy_rule())))),
+        "ClusterRole" => fields.extend([
+            ("rules", List(Box::new(policy_rule()))),
+            (
+                "aggregationRule",
+                Object(vec![(
+                    "clusterRoleSelectors",
+                    List(Box::new(label_selector())),
+                )]),
+            ),
+        ]),
+        "RoleBinding" | "ClusterRoleBinding" => fields.extend([
+            (
+                "subjects",
+                List(Box::new(Object(vec![
+                    ("kind", Str),
+                    ("apiGroup", Str),
+                    ("name", Str),
+                    ("namespace", Str),
+                ]))),
+            ),
+            (
+                "roleRef",
+                Object(vec![("apiGroup", Str), ("kind", Str), ("name", Str)]),
             ),
         ]),
         _ => return None,

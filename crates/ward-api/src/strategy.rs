@@ -175,6 +175,13 @@ pub fn prepare_update(info: &ResourceInfo, old: &Value, new: &mut Value) -> Resu
             immutability(old, new, &["data"], &mut causes);
         }
         "ConfigMap" => immutability(old, new, &["data", "binaryData"], &mut causes),
+        "RoleBinding" | "ClusterRoleBinding" if old.get("roleRef") != new.get("roleRef") => {
+            causes.push(FieldError::invalid(
+                "roleRef",
+                None,
+                "cannot change roleRef",
+            ));
+        }
         "Namespace" => {
             // status is owned by the server; spec.finalizers only changes through /finalize.
             new["status"] = old.get("status").cloned().unwrap_or_else(|| json!({}));
@@ -300,6 +307,10 @@ fn validate(info: &ResourceInfo, obj: &Value) -> Result<Vec<FieldError>, ApiErro
     match info.kind {
         "Secret" => causes.extend(validate_secret(obj)?),
         "ConfigMap" => causes.extend(validate_config_map(obj)?),
+        "Role" | "ClusterRole" => causes.extend(validate_rules(obj, info.kind == "Role")),
+        "RoleBinding" | "ClusterRoleBinding" => {
+            causes.extend(validate_binding(obj, info.kind == "RoleBinding"));
+        }
         _ => {}
     }
     Ok(causes)
@@ -435,6 +446,134 @@ fn validate_secret(obj: &Value) -> Result<Vec<FieldError>, ApiError> {
     Ok(causes)
 }
 
+const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+
+fn strings<'a>(v: &'a Value, field: &str) -> Vec<&'a str> {
+    v.get(field)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// PolicyRule checks, as upstream's `ValidatePolicyRule`.
+fn validate_rules(obj: &Value, namespaced: bool) -> Vec<FieldError> {
+    let mut causes = Vec::new();
+    let empty = Vec::new();
+    let rules = obj.get("rules").and_then(Value::as_array).unwrap_or(&empty);
+    for (i, rule) in rules.iter().enumerate() {
+        let at = |f: &str| format!("rules[{i}].{f}");
+        if strings(rule, "verbs").is_empty() {
+            causes.push(FieldError::required(
+                at("verbs"),
+                "verbs must contain at least one value",
+            ));
+        }
+        let urls = strings(rule, "nonResourceURLs");
+        if !urls.is_empty() {
+            if namespaced {
+                causes.push(FieldError::invalid(
+                    at("nonResourceURLs"),
+                    None,
+                    "namespaced rules cannot apply to non-resource URLs",
+                ));
+            }
+            if !strings(rule, "apiGroups").is_empty() || !strings(rule, "resources").is_empty() {
+                causes.push(FieldError::invalid(
+                    at("nonResourceURLs"),
+                    None,
+                    "rules cannot apply to both regular resources and non-resource URLs",
+                ));
+            }
+            continue;
+        }
+        if strings(rule, "apiGroups").is_empty() {
+            causes.push(FieldError::required(
+                at("apiGroups"),
+                "resource rules must supply at least one api group",
+            ));
+        }
+        if strings(rule, "resources").is_empty() {
+            causes.push(FieldError::required(
+                at("resources"),
+                "resource rules must supply at least one resource",
+            ));
+        }
+    }
+    causes
+}
+
+/// RoleBinding / ClusterRoleBinding checks, as upstream's `ValidateRoleBinding`.
+fn validate_binding(obj: &Value, namespaced: bool) -> Vec<FieldError> {
+    let mut causes = Vec::new();
+    let role_ref = obj.get("roleRef").cloned().unwrap_or(Value::Null);
+    let s = |f: &str| {
+        role_ref
+            .get(f)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let kinds: &[&str] = if namespaced {
+        &["Role", "ClusterRole"]
+    } else {
+        &["ClusterRole"]
+    };
+    if s("apiGroup") != RBAC_GROUP {
+        causes.push(FieldError::not_supported(
+            "roleRef.apiGroup",
+            &s("apiGroup"),
+            &[RBAC_GROUP],
+        ));
+    }
+    if !kinds.contains(&s("kind").as_str()) {
+        causes.push(FieldError::not_supported("roleRef.kind", &s("kind"), kinds));
+    }
+    if s("name").is_empty() {
+        causes.push(FieldError::required("roleRef.name", ""));
+    }
+    let empty = Vec::new();
+    let subjects = obj
+        .get("subjects")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
+    for (i, subject) in subjects.iter().enumerate() {
+        let at = |f: &str| format!("subjects[{i}].{f}");
+        let get = |f: &str| subject.get(f).and_then(Value::as_str).unwrap_or_default();
+        if get("name").is_empty() {
+            causes.push(FieldError::required(at("name"), ""));
+        }
+        match get("kind") {
+            "ServiceAccount" => {
+                if !get("apiGroup").is_empty() {
+                    causes.push(FieldError::not_supported(
+                        at("apiGroup"),
+                        get("apiGroup"),
+                        &[""],
+                    ));
+                }
+                if !namespaced && get("namespace").is_empty() {
+                    causes.push(FieldError::required(at("namespace"), ""));
+                }
+            }
+            "User" | "Group" => {
+                if get("apiGroup") != RBAC_GROUP {
+                    causes.push(FieldError::not_supported(
+                        at("apiGroup"),
+                        get("apiGroup"),
+                        &[RBAC_GROUP],
+                    ));
+                }
+            }
+            other => causes.push(FieldError::not_supported(
+                at("kind"),
+                other,
+                &["ServiceAccount", "User", "Group"],
+            )),
+        }
+    }
+    causes
+}
+
 fn validate_config_map(obj: &Value) -> Result<Vec<FieldError>, ApiError> {
     let mut causes = Vec::new();
     let empty = Map::new();
@@ -560,5 +699,48 @@ mod tests {
                 .code,
             422
         );
+    }
+
+    #[test]
+    fn rbac_objects_are_validated() {
+        let role =
+            crate::resources::lookup("rbac.authorization.k8s.io", "v1", "roles").expect("roles");
+        let mut bad = json!({"metadata":{"name":"r"},"rules":[{"verbs":[],"resources":["secrets"]},
+                             {"verbs":["get"],"nonResourceURLs":["/x"]}]});
+        let e = prepare_create(role, &mut bad).expect_err("invalid");
+        let fields: Vec<&str> = e.causes.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "rules[0].verbs",
+                "rules[0].apiGroups",
+                "rules[1].nonResourceURLs"
+            ]
+        );
+        let mut good = json!({"metadata":{"name":"system:r"},
+                              "rules":[{"verbs":["get"],"apiGroups":[""],"resources":["secrets"]}]});
+        prepare_create(role, &mut good).expect("valid");
+
+        let crb =
+            crate::resources::lookup("rbac.authorization.k8s.io", "v1", "clusterrolebindings")
+                .expect("crb");
+        let mut b = json!({"metadata":{"name":"b"},
+                           "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"Role","name":"r"},
+                           "subjects":[{"kind":"ServiceAccount","name":"sa"},{"kind":"Robot","name":"x"}]});
+        let e = prepare_create(crb, &mut b).expect_err("invalid");
+        let fields: Vec<&str> = e.causes.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            vec!["roleRef.kind", "subjects[0].namespace", "subjects[1].kind"]
+        );
+
+        let rb = crate::resources::lookup("rbac.authorization.k8s.io", "v1", "rolebindings")
+            .expect("rb");
+        let old = json!({"metadata":{"name":"b"},
+                         "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"Role","name":"r"}});
+        let mut new = json!({"metadata":{"name":"b"},
+                             "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"Role","name":"other"}});
+        let e = prepare_update(rb, &old, &mut new).expect_err("roleRef is immutable");
+        assert_eq!(e.causes[0].field, "roleRef");
     }
 }

@@ -80,6 +80,35 @@ pub fn columns(info: &ResourceInfo) -> Value {
             column("Status", "string", "", "The status of the namespace"),
             age,
         ],
+        "ServiceAccount" => vec![
+            name,
+            column(
+                "Secrets",
+                "string",
+                "",
+                "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use.",
+            ),
+            age,
+        ],
+        "Role" | "ClusterRole" => vec![
+            name,
+            column(
+                "Created At",
+                "date",
+                "",
+                "CreationTimestamp is a timestamp representing the server time when this object was created.",
+            ),
+        ],
+        "RoleBinding" | "ClusterRoleBinding" => vec![
+            name,
+            column(
+                "Role",
+                "string",
+                "",
+                "RoleRef can reference a Role in the current namespace or a ClusterRole in the global namespace.",
+            ),
+            age,
+        ],
         _ => vec![name, age],
     };
     Value::Array(cols)
@@ -108,6 +137,34 @@ pub fn cells(info: &ResourceInfo, obj: &Value, now: SystemTime) -> Value {
                 obj.pointer("/status/phase").cloned().unwrap_or(json!("")),
                 age
             ])
+        }
+        "ServiceAccount" => {
+            json!([
+                name,
+                obj.get("secrets")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len),
+                age
+            ])
+        }
+        "Role" | "ClusterRole" => {
+            json!([
+                name,
+                obj.pointer("/metadata/creationTimestamp")
+                    .cloned()
+                    .unwrap_or(json!(""))
+            ])
+        }
+        "RoleBinding" | "ClusterRoleBinding" => {
+            let kind = obj
+                .pointer("/roleRef/kind")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let role = obj
+                .pointer("/roleRef/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            json!([name, format!("{kind}/{role}"), age])
         }
         _ => json!([name, age]),
     }

@@ -22,14 +22,15 @@ use ward_api::strategy::{self, meta_str};
 use ward_api::table::{self, IncludeObject};
 use ward_storage::Revision;
 
+use crate::auth::{Authenticated, Authenticator, UserInfo, service_account_user};
 use crate::discovery;
 use crate::error::{object_response, status_response, text_response};
-use crate::auth::{Authenticator, UserInfo};
 use crate::http::Body;
 use crate::request::{
     ACCEPTED_BODY_TYPES, ACCEPTED_PATCH_TYPES, BodyType, Output, Query, ResourcePath, Target,
     body_type, negotiate, parse_path,
 };
+use crate::satoken::{self, TokenSigner, TokenSubject};
 use crate::store::{
     ObjectStore, SYSTEM_NAMESPACES, StoreWriteError, decode_continue, encode_continue,
 };
@@ -44,6 +45,7 @@ const WRITE_ATTEMPTS: usize = 8;
 pub(crate) struct App {
     pub(crate) store: ObjectStore,
     auth: Authenticator,
+    signer: Arc<TokenSigner>,
     pub(crate) shutdown: signal::Receiver<bool>,
     addr: SocketAddr,
 }
@@ -55,14 +57,33 @@ impl App {
     pub(crate) fn new(
         store: ObjectStore,
         auth: Authenticator,
+        signer: Arc<TokenSigner>,
         shutdown: signal::Receiver<bool>,
         addr: SocketAddr,
     ) -> Self {
         App {
             store,
             auth,
+            signer,
             shutdown,
             addr,
+        }
+    }
+
+    /// Resolves what a credential proved into a user: a ServiceAccount token counts only while
+    /// its ServiceAccount exists with the uid the token was issued for.
+    async fn resolve(&self, proved: Authenticated) -> Option<UserInfo> {
+        match proved {
+            Authenticated::User(u) => Some(u),
+            Authenticated::ServiceAccount(subject) => {
+                let info = ward_api::resources::lookup("", "v1", "serviceaccounts")?;
+                let (sa, _) = self
+                    .store
+                    .get(info, Some(&subject.namespace), &subject.name)
+                    .await
+                    .ok()??;
+                (meta_str(&sa, "uid") == subject.uid).then(|| service_account_user(&subject))
+            }
         }
     }
 
@@ -79,7 +100,11 @@ impl App {
         }
     }
 
-    async fn route(self: &Arc<Self>, req: Request<Incoming>, cert_user: Option<&UserInfo>) -> Reply {
+    async fn route(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        cert_user: Option<&UserInfo>,
+    ) -> Reply {
         let (req, incoming) = req.into_parts();
         let target = parse_path(req.uri.path());
         let get_only = |m: &Method| {
@@ -105,10 +130,14 @@ impl App {
             }
             _ => {}
         }
-        let Some(user) = self
+        let proved = self
             .auth
-            .authenticate(cert_user, req.headers.get(header::AUTHORIZATION))
-        else {
+            .authenticate(cert_user, req.headers.get(header::AUTHORIZATION));
+        let user = match proved {
+            Some(p) => self.resolve(p).await,
+            None => None,
+        };
+        let Some(user) = user else {
             // Read a little of any body so the client receives the 401 rather than a reset.
             let _ = read_body(&req.headers, incoming, UNAUTHENTICATED_BODY_BYTES).await;
             return Err(ApiError::unauthorized());
@@ -191,8 +220,15 @@ impl App {
         ct: Option<String>,
         body: Bytes,
     ) -> Reply {
-        if p.subresource.is_some() {
-            return Err(ApiError::no_route());
+        match (p.info.kind, p.subresource.as_deref(), &req.method) {
+            (_, None, _) => {}
+            ("ServiceAccount", Some("token"), &Method::POST) => {
+                return self.token_request(&p, &query, output, ct, body).await;
+            }
+            ("ServiceAccount", Some("token"), m) => {
+                return Err(ApiError::method_not_allowed(m.as_str(), req.uri.path()));
+            }
+            _ => return Err(ApiError::no_route()),
         }
         let item = p.name.is_some();
         let verb = match (req.method.clone(), item) {
@@ -679,6 +715,106 @@ impl App {
         Ok(object_response(StatusCode::OK, &list, ctx.output))
     }
 
+    // === ServiceAccount tokens ===
+
+    /// `POST .../serviceaccounts/NAME/token`: a TokenRequest answered with a signed, expiring,
+    /// audience-bound token for that ServiceAccount.
+    async fn token_request(
+        &self,
+        p: &ResourcePath,
+        query: &Query,
+        output: Output,
+        ct: Option<String>,
+        body: Bytes,
+    ) -> Reply {
+        let info = p.info;
+        let ns = p.namespace.as_deref().unwrap_or_default();
+        let name = p.name.as_deref().unwrap_or_default();
+        let kind = body_type(ct.as_deref())
+            .filter(|t| matches!(t, BodyType::Json | BodyType::Yaml | BodyType::Protobuf))
+            .ok_or_else(|| {
+                ApiError::unsupported_media_type(
+                    ct.as_deref().unwrap_or_default(),
+                    ACCEPTED_BODY_TYPES,
+                )
+            })?;
+        let request = decode_object(kind, &body)?;
+        if let Some(k) = request
+            .get("kind")
+            .and_then(Value::as_str)
+            .filter(|k| !k.is_empty())
+        {
+            if k != "TokenRequest" {
+                return Err(ApiError::bad_request(format!(
+                    "expected a TokenRequest, got {k}"
+                )));
+            }
+        }
+        let (sa, _) = self
+            .store
+            .get(info, Some(ns), name)
+            .await?
+            .ok_or_else(|| ApiError::not_found(info.group, info.resource, name))?;
+        let spec = request.get("spec").cloned().unwrap_or_else(|| json!({}));
+        let audiences: Vec<String> = match spec.get("audiences").and_then(Value::as_array) {
+            Some(a) if !a.is_empty() => a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+            _ => self.signer.api_audiences().to_vec(),
+        };
+        let seconds = match spec.get("expirationSeconds") {
+            None | Some(Value::Null) => satoken::DEFAULT_EXPIRATION_SECONDS,
+            Some(v) => v.as_u64().ok_or_else(|| {
+                ApiError::bad_request("spec.expirationSeconds must be a positive integer")
+            })?,
+        };
+        if seconds < satoken::MIN_EXPIRATION_SECONDS {
+            return Err(ApiError::invalid(
+                "authentication.k8s.io",
+                "TokenRequest",
+                name,
+                vec![ward_api::FieldError::invalid(
+                    "spec.expirationSeconds",
+                    None,
+                    "may not specify a duration less than 10 minutes",
+                )],
+            ));
+        }
+        let seconds = seconds.min(satoken::MAX_EXPIRATION_SECONDS);
+        let now = SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        let subject = TokenSubject {
+            namespace: ns.to_owned(),
+            name: name.to_owned(),
+            uid: meta_str(&sa, "uid").to_owned(),
+        };
+        let token = self
+            .signer
+            .issue(&subject, &audiences, now, seconds)
+            .map_err(ApiError::internal)?;
+        let expires = table::rfc3339(std::time::UNIX_EPOCH + Duration::from_secs(now + seconds));
+        let reply = json!({
+            "kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"name": name, "namespace": ns, "creationTimestamp": null},
+            "spec": {"audiences": audiences, "expirationSeconds": seconds,
+                     "boundObjectRef": spec.get("boundObjectRef").cloned().unwrap_or(Value::Null)},
+            "status": {"token": token, "expirationTimestamp": expires},
+        });
+        let _ = query;
+        info!(
+            verb = "create",
+            resource = "serviceaccounts/token",
+            namespace = ns,
+            name,
+            "token issued"
+        );
+        Ok(object_response(StatusCode::CREATED, &reply, plain(output)))
+    }
+
     // === review APIs (computed, never stored) ===
 
     fn review(&self, ctx: &Ctx, ct: Option<String>, body: Bytes) -> Reply {
@@ -698,7 +834,11 @@ impl App {
                 let reply = json!({"kind": info.kind, "apiVersion": info.api_version(),
                                    "metadata": {"creationTimestamp": null},
                                    "status": {"userInfo": ctx.user.to_json()}});
-                Ok(object_response(StatusCode::CREATED, &reply, plain(ctx.output)))
+                Ok(object_response(
+                    StatusCode::CREATED,
+                    &reply,
+                    plain(ctx.output),
+                ))
             }
             _ => Err(ApiError::no_route()),
         }
@@ -881,7 +1021,9 @@ fn interim_authorize(user: &UserInfo, target: &Target, method: &Method) -> Resul
         | Target::ResourceList { .. }
         | Target::OpenApiRoot
         | Target::OpenApiGroupVersion { .. } => matches!(*method, Method::GET | Method::HEAD),
-        Target::Resource(p) => p.info.kind == "SelfSubjectReview" && *method == Method::POST,
+        Target::Resource(p) => {
+            p.info.kind == "SelfSubjectReview" && *method == Method::POST && p.subresource.is_none()
+        }
         _ => false,
     };
     if allowed {
@@ -901,7 +1043,11 @@ fn interim_authorize(user: &UserInfo, target: &Target, method: &Method) -> Resul
 
 /// JSON or YAML: the encodings a non-list, non-table reply can take.
 fn plain(o: Output) -> Output {
-    if matches!(o, Output::Yaml) { o } else { Output::Json }
+    if matches!(o, Output::Yaml) {
+        o
+    } else {
+        Output::Json
+    }
 }
 
 fn namespaces() -> &'static ResourceInfo {

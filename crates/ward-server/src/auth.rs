@@ -17,6 +17,7 @@ use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
 use crate::ServeError;
+use crate::satoken::{TokenSigner, TokenSubject, looks_like_jwt};
 
 /// The group every authenticated user belongs to.
 pub(crate) const AUTHENTICATED: &str = "system:authenticated";
@@ -63,6 +64,34 @@ struct TokenEntry {
 pub(crate) struct Authenticator {
     tokens: Vec<TokenEntry>,
     anonymous: bool,
+    sa_tokens: Option<std::sync::Arc<TokenSigner>>,
+}
+
+/// What a credential proved.
+#[derive(Debug)]
+pub(crate) enum Authenticated {
+    /// A user, fully known.
+    User(UserInfo),
+    /// A ServiceAccount token with a valid signature; the caller still checks that the
+    /// ServiceAccount exists with this uid.
+    ServiceAccount(TokenSubject),
+}
+
+/// The user of a ServiceAccount that exists.
+pub(crate) fn service_account_user(subject: &TokenSubject) -> UserInfo {
+    UserInfo {
+        username: format!(
+            "system:serviceaccount:{}:{}",
+            subject.namespace, subject.name
+        ),
+        uid: subject.uid.clone(),
+        groups: vec![
+            "system:serviceaccounts".into(),
+            format!("system:serviceaccounts:{}", subject.namespace),
+            AUTHENTICATED.into(),
+        ],
+        extra: BTreeMap::new(),
+    }
 }
 
 impl Authenticator {
@@ -73,6 +102,7 @@ impl Authenticator {
         admin_token: &str,
         token_file: Option<&Path>,
         anonymous: bool,
+        sa_tokens: Option<std::sync::Arc<TokenSigner>>,
     ) -> Result<Self, ServeError> {
         let mut tokens = vec![TokenEntry {
             sha256: Sha256::digest(admin_token.as_bytes()).into(),
@@ -85,12 +115,15 @@ impl Authenticator {
             .authenticated(),
         }];
         if let Some(path) = token_file {
-            let text = Zeroizing::new(
-                std::fs::read_to_string(path).map_err(|e| ServeError::io(path, e))?,
-            );
+            let text =
+                Zeroizing::new(std::fs::read_to_string(path).map_err(|e| ServeError::io(path, e))?);
             tokens.extend(parse_token_file(&text, &path.display().to_string())?);
         }
-        Ok(Authenticator { tokens, anonymous })
+        Ok(Authenticator {
+            tokens,
+            anonymous,
+            sa_tokens,
+        })
     }
 
     /// The user a request proves, from its verified client certificate (`cert_user`) or its
@@ -99,9 +132,9 @@ impl Authenticator {
         &self,
         cert_user: Option<&UserInfo>,
         authorization: Option<&http::HeaderValue>,
-    ) -> Option<UserInfo> {
+    ) -> Option<Authenticated> {
         if let Some(u) = cert_user {
-            return Some(u.clone().authenticated());
+            return Some(Authenticated::User(u.clone().authenticated()));
         }
         match authorization {
             Some(value) => {
@@ -113,6 +146,14 @@ impl Authenticator {
                 if token.is_empty() {
                     return None;
                 }
+                if let Some(signer) = self.sa_tokens.as_ref().filter(|_| looks_like_jwt(token)) {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or_default();
+                    let text = std::str::from_utf8(token).ok()?;
+                    return signer.verify(text, now).map(Authenticated::ServiceAccount);
+                }
                 let digest: [u8; 32] = Sha256::digest(token).into();
                 // Compare against every token, without stopping at a match.
                 let mut found: Option<&UserInfo> = None;
@@ -121,13 +162,13 @@ impl Authenticator {
                         found = Some(&entry.user);
                     }
                 }
-                found.cloned()
+                found.cloned().map(Authenticated::User)
             }
-            None if self.anonymous => Some(UserInfo {
+            None if self.anonymous => Some(Authenticated::User(UserInfo {
                 username: "system:anonymous".into(),
                 groups: vec![UNAUTHENTICATED.into()],
                 ..UserInfo::default()
-            }),
+            })),
             None => None,
         }
     }
@@ -152,7 +193,13 @@ fn parse_token_file(text: &str, source: &str) -> Result<Vec<TokenEntry>, ServeEr
         }
         let groups: Vec<String> = fields
             .get(3)
-            .map(|g| g.split(',').map(str::trim).filter(|g| !g.is_empty()).map(str::to_owned).collect())
+            .map(|g| {
+                g.split(',')
+                    .map(str::trim)
+                    .filter(|g| !g.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
             .unwrap_or_default();
         out.push(TokenEntry {
             sha256: Sha256::digest(token.as_bytes()).into(),
@@ -206,12 +253,26 @@ pub(crate) fn user_from_certificate(der: &[u8]) -> Option<UserInfo> {
         .iter_organization()
         .filter_map(|o| o.as_str().ok().map(str::to_owned))
         .collect();
-    Some(UserInfo { username, uid: String::new(), groups, extra: BTreeMap::new() })
+    Some(UserInfo {
+        username,
+        uid: String::new(),
+        groups,
+        extra: BTreeMap::new(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Authenticated {
+        fn user(self) -> Option<UserInfo> {
+            match self {
+                Authenticated::User(u) => Some(u),
+                Authenticated::ServiceAccount(_) => None,
+            }
+        }
+    }
 
     fn bearer(t: &str) -> http::HeaderValue {
         http::HeaderValue::from_str(&format!("Bearer {t}")).expect("header")
@@ -223,26 +284,46 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("tokens.csv");
         std::fs::write(&path, text).expect("write");
-        let a = Authenticator::new("admin-token-0123456789abcdef0123456789", Some(&path), false)
-            .expect("parse");
-        let alice = a.authenticate(None, Some(&bearer("t0k3n-alice"))).expect("alice");
+        let a = Authenticator::new(
+            "admin-token-0123456789abcdef0123456789",
+            Some(&path),
+            false,
+            None,
+        )
+        .expect("parse");
+        let alice = a
+            .authenticate(None, Some(&bearer("t0k3n-alice")))
+            .and_then(Authenticated::user)
+            .expect("alice");
         assert_eq!(alice.username, "alice");
         assert_eq!(alice.uid, "u-1");
         assert_eq!(alice.groups, vec!["devs", "ops", AUTHENTICATED]);
-        let bob = a.authenticate(None, Some(&bearer("t0k3n-bob"))).expect("bob");
+        let bob = a
+            .authenticate(None, Some(&bearer("t0k3n-bob")))
+            .and_then(Authenticated::user)
+            .expect("bob");
         assert_eq!(bob.groups, vec![AUTHENTICATED]);
         assert!(a.authenticate(None, Some(&bearer("t0k3n-alicE"))).is_none());
         assert!(a.authenticate(None, Some(&bearer(""))).is_none());
-        assert!(a.authenticate(None, None).is_none(), "anonymous is off by default");
+        assert!(
+            a.authenticate(None, None).is_none(),
+            "anonymous is off by default"
+        );
         let admin = a
-            .authenticate(None, Some(&bearer("admin-token-0123456789abcdef0123456789")))
+            .authenticate(
+                None,
+                Some(&bearer("admin-token-0123456789abcdef0123456789")),
+            )
+            .and_then(Authenticated::user)
             .expect("admin");
         assert!(admin.groups.contains(&"system:masters".to_owned()));
     }
 
     #[test]
     fn token_file_errors_name_the_line_not_the_token() {
-        let e = parse_token_file("secret-token-xyz,onlyuser\n", "tokens.csv").err().expect("error");
+        let e = parse_token_file("secret-token-xyz,onlyuser\n", "tokens.csv")
+            .err()
+            .expect("error");
         let msg = e.to_string();
         assert!(msg.contains("tokens.csv: line 1"), "{msg}");
         assert!(!msg.contains("secret-token-xyz"), "{msg}");
@@ -251,8 +332,11 @@ mod tests {
 
     #[test]
     fn anonymous_when_enabled() {
-        let a = Authenticator::new("x".repeat(40).as_str(), None, true).expect("ok");
-        let anon = a.authenticate(None, None).expect("anonymous");
+        let a = Authenticator::new("x".repeat(40).as_str(), None, true, None).expect("ok");
+        let anon = a
+            .authenticate(None, None)
+            .and_then(Authenticated::user)
+            .expect("anonymous");
         assert_eq!(anon.username, "system:anonymous");
         assert_eq!(anon.groups, vec![UNAUTHENTICATED]);
         // A wrong token is still refused, not downgraded to anonymous.
@@ -262,8 +346,12 @@ mod tests {
     #[test]
     fn certificate_subject_maps_to_user_and_groups() {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.distinguished_name.push(rcgen::DnType::CommonName, "jbeda");
-        params.distinguished_name.push(rcgen::DnType::OrganizationName, "app1");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "jbeda");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "app1");
         let key = rcgen::KeyPair::generate().expect("key");
         let cert = params.self_signed(&key).expect("cert");
         let user = user_from_certificate(cert.der()).expect("user");

@@ -35,6 +35,8 @@ pub(crate) struct Bootstrap {
     pub(crate) cert_pem: String,
     pub(crate) key_pem: Zeroizing<String>,
     pub(crate) admin_token: Zeroizing<String>,
+    /// The ServiceAccount token signing key, PKCS#8 DER (ECDSA P-256).
+    pub(crate) sa_key_pkcs8: Zeroizing<Vec<u8>>,
     pub(crate) encryption_config: PathBuf,
     pub(crate) db_path: PathBuf,
     pub(crate) kubeconfig: PathBuf,
@@ -46,6 +48,7 @@ pub(crate) fn prepare(
     dir: &Path,
     extra_sans: &[String],
     encryption_config: Option<&Path>,
+    sa_key_file: Option<&Path>,
 ) -> Result<Bootstrap, ServeError> {
     let first_start = !dir.join("pki").join("ca.key").exists();
     make_private_dir(dir)?;
@@ -89,7 +92,10 @@ pub(crate) fn prepare(
         }
     };
 
+    let sa_key_pkcs8 = load_or_create_sa_key(&dir.join("pki").join("sa.key"), sa_key_file)?;
+
     Ok(Bootstrap {
+        sa_key_pkcs8,
         ca_pem,
         cert_pem,
         key_pem,
@@ -140,6 +146,30 @@ fn load_or_create_ca(pki: &Path) -> Result<(String, Zeroizing<String>), ServeErr
     write_private(&key, key_pem.as_bytes())?;
     write_private(&crt, cert.pem().as_bytes())?;
     Ok((cert.pem(), key_pem))
+}
+
+/// The ServiceAccount signing key: `--service-account-signing-key-file` if given, else
+/// `DIR/pki/sa.key`, generated on first start.
+fn load_or_create_sa_key(
+    default_path: &Path,
+    given: Option<&Path>,
+) -> Result<Zeroizing<Vec<u8>>, ServeError> {
+    use rustls_pki_types::PrivateKeyDer;
+    use rustls_pki_types::pem::PemObject as _;
+    let path = given.unwrap_or(default_path);
+    if given.is_none() && !path.exists() {
+        let key = KeyPair::generate().map_err(pki_err)?;
+        write_private(path, Zeroizing::new(key.serialize_pem()).as_bytes())?;
+    }
+    check_private(path)?;
+    let pem = Zeroizing::new(fs::read(path).map_err(|e| ServeError::io(path, e))?);
+    match PrivateKeyDer::from_pem_slice(&pem) {
+        Ok(PrivateKeyDer::Pkcs8(k)) => Ok(Zeroizing::new(k.secret_pkcs8_der().to_vec())),
+        _ => Err(ServeError::Config(format!(
+            "{}: expected a PKCS#8 PEM ECDSA P-256 private key (\"BEGIN PRIVATE KEY\")",
+            path.display()
+        ))),
+    }
 }
 
 fn issue_serving_cert(

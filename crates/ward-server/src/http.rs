@@ -22,9 +22,9 @@ use tracing::{debug, info};
 
 use crate::api::App;
 use crate::auth::{self, Authenticator, UserInfo};
-use crate::{ServeError, ServeOptions};
 use crate::bootstrap::Bootstrap;
 use crate::store::ObjectStore;
+use crate::{ServeError, ServeOptions};
 
 /// Body type of every reply.
 pub(crate) type Body = BoxBody<Bytes, std::io::Error>;
@@ -51,7 +51,10 @@ impl ServerHandle {
     }
 }
 
-fn tls_config(b: &Bootstrap, client_ca: Option<&std::path::Path>) -> Result<ServerConfig, ServeError> {
+fn tls_config(
+    b: &Bootstrap,
+    client_ca: Option<&std::path::Path>,
+) -> Result<ServerConfig, ServeError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(b.cert_pem.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|e| ServeError::Config(format!("serving certificate: {e}")))?;
@@ -68,7 +71,10 @@ fn tls_config(b: &Bootstrap, client_ca: Option<&std::path::Path>) -> Result<Serv
             let mut roots = rustls::RootCertStore::empty();
             for cert in CertificateDer::pem_slice_iter(&pem) {
                 let cert = cert.map_err(|e| {
-                    ServeError::Config(format!("{}: not a PEM certificate bundle: {e}", path.display()))
+                    ServeError::Config(format!(
+                        "{}: not a PEM certificate bundle: {e}",
+                        path.display()
+                    ))
                 })?;
                 roots.add(cert).map_err(|e| {
                     ServeError::Config(format!("{}: unusable CA certificate: {e}", path.display()))
@@ -105,12 +111,20 @@ pub(crate) async fn listen(
     opts: &ServeOptions,
     store: ObjectStore,
 ) -> Result<ServerHandle, ServeError> {
-    let acceptor =
-        TlsAcceptor::from(Arc::new(tls_config(boot, opts.client_ca_file.as_deref())?));
+    let acceptor = TlsAcceptor::from(Arc::new(tls_config(boot, opts.client_ca_file.as_deref())?));
+    let signer = Arc::new(
+        crate::satoken::TokenSigner::from_pkcs8(
+            &boot.sa_key_pkcs8,
+            &opts.service_account_issuer,
+            opts.api_audiences.clone(),
+        )
+        .map_err(|e| ServeError::Config(format!("service account signing key: {e}")))?,
+    );
     let authenticator = Authenticator::new(
         &boot.admin_token,
         opts.token_auth_file.as_deref(),
         opts.anonymous_auth,
+        Some(signer.clone()),
     )?;
     let listener = TcpListener::bind(addr)
         .await
@@ -122,6 +136,7 @@ pub(crate) async fn listen(
     let app = Arc::new(App::new(
         store,
         authenticator,
+        signer,
         rx.clone(),
         local_addr,
     ));

@@ -14,6 +14,7 @@ mod discovery;
 mod error;
 mod http;
 mod request;
+mod satoken;
 mod store;
 mod watch;
 
@@ -24,6 +25,7 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 pub use http::ServerHandle;
+pub use satoken::DEFAULT_ISSUER as DEFAULT_SERVICE_ACCOUNT_ISSUER;
 
 /// Options of `ward serve`, named as kube-apiserver names its flags.
 #[derive(Clone, Debug)]
@@ -47,6 +49,13 @@ pub struct ServeOptions {
     pub client_ca_file: Option<PathBuf>,
     /// Serve unauthenticated requests as `system:anonymous` (`--anonymous-auth`; off by default).
     pub anonymous_auth: bool,
+    /// PKCS#8 PEM ECDSA P-256 key that signs ServiceAccount tokens
+    /// (`--service-account-signing-key-file`); default: generated in the data directory.
+    pub service_account_signing_key_file: Option<PathBuf>,
+    /// `iss` of ServiceAccount tokens (`--service-account-issuer`).
+    pub service_account_issuer: String,
+    /// Audiences the API accepts in tokens (`--api-audiences`); default: the issuer.
+    pub api_audiences: Vec<String>,
 }
 
 /// Errors that stop the server from starting or running.
@@ -87,9 +96,12 @@ pub async fn start(opts: ServeOptions) -> Result<ServerHandle, ServeError> {
     let dir = opts.data_dir.clone();
     let sans = opts.tls_sans.clone();
     let enc = opts.encryption_provider_config.clone();
-    let boot = tokio::task::spawn_blocking(move || bootstrap::prepare(&dir, &sans, enc.as_deref()))
-        .await
-        .map_err(|e| ServeError::Config(format!("start-up task failed: {e}")))??;
+    let sa_key = opts.service_account_signing_key_file.clone();
+    let boot = tokio::task::spawn_blocking(move || {
+        bootstrap::prepare(&dir, &sans, enc.as_deref(), sa_key.as_deref())
+    })
+    .await
+    .map_err(|e| ServeError::Config(format!("start-up task failed: {e}")))??;
 
     let config = ward_crypto::load_encryption_config(&boot.encryption_config)
         .map_err(|e| ServeError::Config(e.to_string()))?;

@@ -65,6 +65,15 @@ struct ServeArgs {
     /// Serve requests without credentials as system:anonymous (off by default).
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     anonymous_auth: bool,
+    /// PKCS#8 PEM ECDSA P-256 key that signs ServiceAccount tokens [default: generated]
+    #[arg(long)]
+    service_account_signing_key_file: Option<PathBuf>,
+    /// Issuer (iss) of ServiceAccount tokens.
+    #[arg(long, default_value = ward_server::DEFAULT_SERVICE_ACCOUNT_ISSUER)]
+    service_account_issuer: String,
+    /// Audiences the API accepts in tokens (comma-separated) [default: the issuer]
+    #[arg(long, value_delimiter = ',')]
+    api_audiences: Vec<String>,
 }
 
 pub(crate) fn main() -> ExitCode {
@@ -124,6 +133,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         token_auth_file: args.token_auth_file,
         client_ca_file: args.client_ca_file,
         anonymous_auth: args.anonymous_auth,
+        service_account_signing_key_file: args.service_account_signing_key_file,
+        service_account_issuer: args.service_account_issuer,
+        api_audiences: args.api_audiences,
     })
     .await?;
     eprintln!(

@@ -425,3 +425,78 @@ fn kubectl_watch_sees_changes() {
         "watch events: {text}"
     );
 }
+
+#[test]
+fn rbac_objects_and_service_accounts() {
+    let s = Server::start();
+    assert!(
+        s.kubectl(&["create", "serviceaccount", "sa1"])
+            .contains("serviceaccount/sa1 created")
+    );
+    assert!(s.kubectl(&["get", "sa"]).contains("sa1"));
+    s.kubectl(&[
+        "create",
+        "role",
+        "r1",
+        "--verb=get,list",
+        "--resource=secrets",
+        "--resource-name=s1",
+    ]);
+    s.kubectl(&[
+        "create",
+        "rolebinding",
+        "rb1",
+        "--role=r1",
+        "--user=bob",
+        "--group=g1",
+        "--serviceaccount=default:sa1",
+    ]);
+    s.kubectl(&[
+        "create",
+        "clusterrole",
+        "cr1",
+        "--verb=get",
+        "--resource=configmaps",
+    ]);
+    s.kubectl(&[
+        "create",
+        "clusterrolebinding",
+        "crb1",
+        "--clusterrole=cr1",
+        "--group=devs",
+    ]);
+    let role = json(&s.kubectl(&["get", "role", "r1", "-o", "json"]));
+    assert_eq!(role["rules"][0]["resourceNames"][0], "s1");
+    let rb = json(&s.kubectl(&["get", "rolebinding", "rb1", "-o", "json"]));
+    assert_eq!(rb["roleRef"]["name"], "r1");
+    assert_eq!(rb["subjects"].as_array().map(Vec::len), Some(3));
+    let table = s.kubectl(&["get", "rolebindings"]);
+    assert!(
+        table.contains("ROLE") && table.contains("Role/r1"),
+        "{table}"
+    );
+    assert!(
+        s.kubectl(&["get", "clusterroles", "-o", "name"])
+            .contains("clusterrole.rbac.authorization.k8s.io/cr1")
+    );
+    let err = s.kubectl_fails(&[
+        "patch",
+        "rolebinding",
+        "rb1",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"roleRef":{"name":"other"}}"#,
+    ]);
+    assert!(err.contains("cannot change roleRef"), "{err}");
+    let bad = "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: bad\nrules:\n- verbs: [get]\n  nonResourceURLs: [/healthz]\n";
+    let out = s.kubectl_with(&["apply", "-f", "-"], Some(bad), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("non-resource URLs"),
+        "{err}"
+    );
+    s.kubectl(&["delete", "clusterrolebinding", "crb1"]);
+    s.kubectl(&["delete", "role", "r1"]);
+    assert!(!s.kubectl(&["get", "roles", "-o", "name"]).contains("r1"));
+}
