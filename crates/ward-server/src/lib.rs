@@ -7,6 +7,7 @@
 //!
 //! This crate maps domain errors to HTTP in one place (the private `error` module); it never logs request bodies.
 
+pub mod admin;
 mod api;
 mod auth;
 mod bootstrap;

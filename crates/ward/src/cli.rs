@@ -20,6 +20,63 @@ enum Command {
     /// Run the Kubernetes-API-compatible server for Secrets, ConfigMaps and Namespaces.
     #[command(after_help = SERVE_EXAMPLES)]
     Serve(ServeArgs),
+    /// Read or write stored values offline (kube-apiserver's etcd bytes, or Ward's).
+    #[command(subcommand)]
+    Storage(StorageCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum StorageCommand {
+    /// Decrypt and decode one stored value; Secret values are redacted unless --show-values.
+    #[command(after_help = DECODE_EXAMPLES)]
+    Decode(DecodeArgs),
+    /// Encode an object (JSON or YAML) as kube-apiserver stores it, through the first provider.
+    #[command(after_help = ENCODE_EXAMPLES)]
+    Encode(EncodeArgs),
+}
+
+const DECODE_EXAMPLES: &str = "\
+Examples:
+  # A value read from a kube-apiserver's etcd
+  ETCDCTL_API=3 etcdctl get /registry/secrets/default/db --print-value-only > db.bin
+  ward storage decode --encryption-provider-config /etc/kubernetes/enc.yaml \\
+      --key /registry/secrets/default/db --value-file db.bin -o yaml";
+
+const ENCODE_EXAMPLES: &str = "\
+Examples:
+  ward storage encode --encryption-provider-config enc.yaml \\
+      --key /registry/secrets/default/db -f secret.yaml > db.bin";
+
+#[derive(clap::Args, Debug)]
+struct DecodeArgs {
+    /// kube-apiserver EncryptionConfiguration that can decrypt the value.
+    #[arg(long)]
+    encryption_provider_config: PathBuf,
+    /// The etcd key (the AAD of GCM-based providers), e.g. /registry/secrets/NS/NAME.
+    #[arg(long)]
+    key: String,
+    /// File holding the raw stored bytes.
+    #[arg(long)]
+    value_file: PathBuf,
+    /// Output format.
+    #[arg(short = 'o', long, default_value = "json", value_parser = ["json", "yaml"])]
+    output: String,
+    /// Print Secret values instead of <redacted>.
+    #[arg(long)]
+    show_values: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct EncodeArgs {
+    /// kube-apiserver EncryptionConfiguration whose first provider encrypts.
+    #[arg(long)]
+    encryption_provider_config: PathBuf,
+    /// The etcd key the value will be stored under.
+    #[arg(long)]
+    key: String,
+    /// The object, JSON or YAML ("-" for stdin).
+    #[arg(short = 'f', long)]
+    filename: PathBuf,
 }
 
 const SERVE_EXAMPLES: &str = "\
@@ -96,6 +153,8 @@ pub(crate) fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Storage(StorageCommand::Decode(args)) => storage_decode(args),
+        Command::Storage(StorageCommand::Encode(args)) => storage_encode(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -162,4 +221,48 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
+}
+
+fn read_input(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read as _;
+    if path.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin().read_to_end(&mut buf)?;
+        return Ok(buf);
+    }
+    std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+fn storage_decode(args: DecodeArgs) -> anyhow::Result<()> {
+    let value = read_input(&args.value_file)?;
+    let d = ward_server::admin::decode(
+        &args.encryption_provider_config,
+        &args.key,
+        &value,
+        args.show_values,
+    )?;
+    let key = if d.key_name.is_empty() {
+        String::new()
+    } else {
+        format!(" key {:?}", d.key_name)
+    };
+    eprintln!(
+        "# decrypted by {}{key}{}",
+        d.provider,
+        if d.stale { " (stale)" } else { "" }
+    );
+    let text = match args.output.as_str() {
+        "yaml" => serde_saphyr::to_string(&d.object)?,
+        _ => format!("{}\n", serde_json::to_string_pretty(&d.object)?),
+    };
+    print!("{text}");
+    Ok(())
+}
+
+fn storage_encode(args: EncodeArgs) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let object = read_input(&args.filename)?;
+    let bytes = ward_server::admin::encode(&args.encryption_provider_config, &args.key, &object)?;
+    std::io::stdout().write_all(&bytes)?;
+    Ok(())
 }

@@ -207,3 +207,55 @@ fn tls_sans_are_in_the_serving_certificate() {
     // and kubectl verifies the chain against the generated CA
     s.kubectl(&["get", "namespaces"]);
 }
+
+#[test]
+fn storage_encode_and_decode_cli() {
+    let s = Server::start();
+    let cfg = s.data_dir.join("encryption-config.yaml");
+    let secret = tempfile::NamedTempFile::new().expect("tmp");
+    std::fs::write(secret.path(), "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  namespace: default\ntype: Opaque\ndata:\n  password: aHVudGVyMg==\n").expect("write");
+    let key = "/registry/secrets/default/db";
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["storage", "encode", "--encryption-provider-config"])
+        .arg(&cfg)
+        .args(["--key", key, "-f"])
+        .arg(secret.path())
+        .output()
+        .expect("encode");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.starts_with(b"k8s:enc:secretbox:v1:ward-"));
+    assert!(!out.stdout.windows(7).any(|w| w == b"hunter2"));
+    let value = tempfile::NamedTempFile::new().expect("tmp");
+    std::fs::write(value.path(), &out.stdout).expect("write");
+    let decode = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ward"))
+            .args(["storage", "decode", "--encryption-provider-config"])
+            .arg(&cfg)
+            .args(["--key", key, "--value-file"])
+            .arg(value.path())
+            .args(extra)
+            .output()
+            .expect("decode")
+    };
+    let redacted = decode(&[]);
+    let text = String::from_utf8_lossy(&redacted.stdout);
+    assert!(
+        redacted.status.success() && text.contains("<redacted>") && !text.contains("aHVudGVyMg=="),
+        "{text}"
+    );
+    assert!(String::from_utf8_lossy(&redacted.stderr).contains("decrypted by secretbox"));
+    let shown = decode(&["--show-values", "-o", "yaml"]);
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("password: aHVudGVyMg=="));
+    // a wrong key (AAD/path) or a tampered value is a clear error
+    let mut bad = out.stdout.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    std::fs::write(value.path(), &bad).expect("write");
+    let failed = decode(&[]);
+    assert!(!failed.status.success());
+    assert!(String::from_utf8_lossy(&failed.stderr).contains(key));
+}

@@ -1,0 +1,244 @@
+//! Offline admin tools over stored values: `ward storage decode` and `ward storage encode`.
+//!
+//! They read and write the exact bytes kube-apiserver keeps in etcd (and Ward keeps in redb):
+//! `<provider prefix><payload>` around `k8s\0` + protobuf, with the etcd key as AAD.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+/// What `decode` found.
+#[derive(Debug)]
+pub struct Decoded {
+    /// The object, in Kubernetes JSON, with Secret values redacted unless asked otherwise.
+    pub object: Value,
+    /// The provider that decrypted it (`identity`, `aesgcm`, ...).
+    pub provider: String,
+    /// The key name in the value's prefix (empty for identity).
+    pub key_name: String,
+    /// Whether the value would be rewritten (not the first provider and key).
+    pub stale: bool,
+}
+
+/// Errors of the storage tools. Messages name files and keys, never values.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminError {
+    /// The encryption configuration could not be loaded.
+    #[error("{0}")]
+    Config(String),
+    /// A file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The value could not be decrypted with any configured provider.
+    #[error("key {key}: {message}")]
+    Transform {
+        /// The etcd key.
+        key: String,
+        /// What failed.
+        message: String,
+    },
+    /// The plaintext is not a Kubernetes object Ward can decode.
+    #[error("key {key}: {message}")]
+    Decode {
+        /// The etcd key.
+        key: String,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// Group and resource of an etcd key `/registry/<resource>/...` (core group; `rbac` objects are
+/// under their plain names, as kube-apiserver lays them out).
+fn resource_of(key: &str) -> (&'static str, String) {
+    let resource = key
+        .trim_start_matches('/')
+        .split('/')
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    let group = match resource.as_str() {
+        "roles" | "rolebindings" | "clusterroles" | "clusterrolebindings" => {
+            "rbac.authorization.k8s.io"
+        }
+        _ => "",
+    };
+    (group, resource)
+}
+
+fn transformers(config: &Path) -> Result<ward_crypto::Transformers, AdminError> {
+    let cfg = ward_crypto::load_encryption_config_with(config, ward_crypto::ModeCheck::Skip)
+        .map_err(|e| AdminError::Config(e.to_string()))?;
+    ward_crypto::Transformers::from_config(cfg).map_err(|e| AdminError::Config(e.to_string()))
+}
+
+/// Decrypts and decodes one stored value.
+///
+/// `Err` names the key and what failed: no provider could decrypt, or the plaintext is not a
+/// known Kubernetes object.
+pub fn decode(
+    config: &Path,
+    key: &str,
+    value: &[u8],
+    show_values: bool,
+) -> Result<Decoded, AdminError> {
+    let t = transformers(config)?;
+    let (group, resource) = resource_of(key);
+    let out = t
+        .for_resource(group, &resource)
+        .from_storage(value, key.as_bytes())
+        .map_err(|e| AdminError::Transform {
+            key: key.to_owned(),
+            message: e.to_string(),
+        })?;
+    let mut object =
+        ward_api::protobuf::decode(&out.plaintext).map_err(|e| AdminError::Decode {
+            key: key.to_owned(),
+            message: e.to_string(),
+        })?;
+    if !show_values {
+        redact(&mut object);
+    }
+    let (provider, key_name) = match ward_crypto::parse_prefix(value) {
+        Some(p) => (
+            p.provider().to_owned(),
+            String::from_utf8_lossy(p.name()).into_owned(),
+        ),
+        None => ("identity".to_owned(), String::new()),
+    };
+    Ok(Decoded {
+        object,
+        provider,
+        key_name,
+        stale: out.stale,
+    })
+}
+
+/// Encodes an object (JSON or YAML) as kube-apiserver would store it under `key`, through the
+/// first provider of the configuration.
+pub fn encode(config: &Path, key: &str, object: &[u8]) -> Result<Vec<u8>, AdminError> {
+    let t = transformers(config)?;
+    let mut obj: Value = serde_json::from_slice(object)
+        .or_else(|_| serde_saphyr::from_slice(object))
+        .map_err(|_| AdminError::Decode {
+            key: key.to_owned(),
+            message: "the object is neither JSON nor YAML".into(),
+        })?;
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+    }
+    let plain = ward_api::protobuf::encode(&obj).map_err(|e| AdminError::Decode {
+        key: key.to_owned(),
+        message: e.to_string(),
+    })?;
+    let (group, resource) = resource_of(key);
+    t.for_resource(group, &resource)
+        .to_storage(&plain, key.as_bytes())
+        .map_err(|e| AdminError::Transform {
+            key: key.to_owned(),
+            message: e.to_string(),
+        })
+}
+
+/// Replaces a Secret's values (and the copy kubectl keeps in the last-applied annotation) with
+/// `<redacted>`, keeping the key names.
+pub fn redact(object: &mut Value) {
+    if object.get("kind").and_then(Value::as_str) != Some("Secret") {
+        return;
+    }
+    for field in ["data", "stringData"] {
+        if let Some(map) = object.get_mut(field).and_then(Value::as_object_mut) {
+            for v in map.values_mut() {
+                *v = json!("<redacted>");
+            }
+        }
+    }
+    if let Some(ann) = object
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        if ann.contains_key(LAST_APPLIED) {
+            ann.insert(LAST_APPLIED.into(), json!("<redacted>"));
+        }
+    }
+}
+
+/// kubectl's copy of the applied manifest, values included.
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_redaction() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cfg = dir.path().join("enc.yaml");
+        std::fs::write(
+            &cfg,
+            "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [secrets]\n  providers:\n  - aesgcm:\n      keys:\n      - name: k1\n        secret: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n  - identity: {}\n",
+        )
+        .expect("write");
+        let key = "/registry/secrets/default/db";
+        let obj = br#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"db","namespace":"default","annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{\"data\":{\"p\":\"aHVudGVyMg==\"}}"}},"type":"Opaque","data":{"p":"aHVudGVyMg=="}}"#;
+        let stored = encode(&cfg, key, obj).expect("encode");
+        assert!(stored.starts_with(b"k8s:enc:aesgcm:v1:k1:"));
+        let d = decode(&cfg, key, &stored, false).expect("decode");
+        assert_eq!(
+            (d.provider.as_str(), d.key_name.as_str(), d.stale),
+            ("aesgcm", "k1", false)
+        );
+        let text = d.object.to_string();
+        assert!(!text.contains("aHVudGVyMg=="), "{text}");
+        assert_eq!(d.object["data"]["p"], "<redacted>");
+        let shown = decode(&cfg, key, &stored, true).expect("decode");
+        assert_eq!(shown.object["data"]["p"], "aHVudGVyMg==");
+        // the AAD binds the value to its key
+        let e = decode(&cfg, "/registry/secrets/default/other", &stored, false).expect_err("aad");
+        assert!(e.to_string().contains("/registry/secrets/default/other"));
+        assert!(!e.to_string().contains("aHVudGVyMg=="));
+    }
+
+    #[test]
+    fn decodes_a_real_kube_apiserver_value() {
+        let vector = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../ward-api/tests/vectors/identity-rke2-secret-pre-deploy.txt"
+        ))
+        .expect("vector");
+        let mut hex = String::new();
+        let mut in_value = false;
+        for line in vector.lines() {
+            if line.starts_with("etcd_value_hex:") {
+                in_value = true;
+            } else if in_value && !line.contains(':') && !line.starts_with('#') {
+                hex.push_str(line.trim());
+            } else {
+                in_value = false;
+            }
+        }
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+            .collect();
+        let dir = tempfile::tempdir().expect("tmp");
+        let cfg = dir.path().join("enc.yaml");
+        std::fs::write(&cfg, "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [secrets]\n  providers:\n  - identity: {}\n").expect("write");
+        let d = decode(
+            &cfg,
+            "/registry/secrets/default/secret-pre-deploy",
+            &bytes,
+            true,
+        )
+        .expect("decode");
+        assert_eq!(d.provider, "identity");
+        assert_eq!(d.object["metadata"]["name"], "secret-pre-deploy");
+        assert_eq!(d.object["data"]["mykey"], "bXlkYXRh");
+    }
+}
