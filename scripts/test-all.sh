@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v curl >/dev/null || need_apt+=(curl)
 command -v openssl >/dev/null || need_apt+=(openssl)
+command -v protoc >/dev/null || need_apt+=(protobuf-compiler)  # etcd-client's build script
+command -v etcd >/dev/null || need_apt+=(etcd-server)  # ward-storage-etcd tests start one
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

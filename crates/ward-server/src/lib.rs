@@ -57,6 +57,23 @@ pub struct ServeOptions {
     pub service_account_issuer: String,
     /// Audiences the API accepts in tokens (`--api-audiences`); default: the issuer.
     pub api_audiences: Vec<String>,
+    /// Store in etcd instead of the embedded database (`--etcd-servers` and friends).
+    pub etcd: Option<EtcdConfig>,
+}
+
+/// The etcd connection, with kube-apiserver's flag names.
+#[derive(Clone, Debug)]
+pub struct EtcdConfig {
+    /// `--etcd-servers`: endpoints such as `https://10.0.0.1:2379`.
+    pub servers: Vec<String>,
+    /// `--etcd-cafile`.
+    pub ca_file: Option<PathBuf>,
+    /// `--etcd-certfile`.
+    pub cert_file: Option<PathBuf>,
+    /// `--etcd-keyfile`.
+    pub key_file: Option<PathBuf>,
+    /// `--etcd-prefix` (only `/registry` for now).
+    pub prefix: String,
 }
 
 /// Errors that stop the server from starting or running.
@@ -124,16 +141,43 @@ pub async fn start(opts: ServeOptions) -> Result<ServerHandle, ServeError> {
         }
     }
 
-    let db_path = boot.db_path.clone();
-    let history = opts.history_revisions;
-    let storage = tokio::task::spawn_blocking(move || {
-        ward_storage_redb::RedbStorage::open(&db_path, ward_storage_redb::RedbOptions { history })
-    })
-    .await
-    .map_err(|e| ServeError::Storage(format!("open task failed: {e}")))?
-    .map_err(|e| ServeError::Storage(e.to_string()))?;
+    let storage: Arc<dyn ward_storage::Storage> = match &opts.etcd {
+        Some(etcd) => {
+            if etcd.prefix != "/registry" {
+                return Err(ServeError::Config(format!(
+                    "--etcd-prefix {:?}: only the default \"/registry\" is supported yet",
+                    etcd.prefix
+                )));
+            }
+            let storage = ward_storage_etcd::EtcdStorage::connect(ward_storage_etcd::EtcdOptions {
+                endpoints: etcd.servers.clone(),
+                ca_file: etcd.ca_file.clone(),
+                cert_file: etcd.cert_file.clone(),
+                key_file: etcd.key_file.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| ServeError::Storage(e.to_string()))?;
+            info!(servers = ?etcd.servers, "storage: etcd");
+            Arc::new(storage)
+        }
+        None => {
+            let db_path = boot.db_path.clone();
+            let history = opts.history_revisions;
+            let storage = tokio::task::spawn_blocking(move || {
+                ward_storage_redb::RedbStorage::open(
+                    &db_path,
+                    ward_storage_redb::RedbOptions { history },
+                )
+            })
+            .await
+            .map_err(|e| ServeError::Storage(format!("open task failed: {e}")))?
+            .map_err(|e| ServeError::Storage(e.to_string()))?;
+            Arc::new(storage)
+        }
+    };
 
-    let store = store::ObjectStore::new(Arc::new(storage), transformers);
+    let store = store::ObjectStore::new(storage, transformers);
     store
         .ensure_default_namespaces()
         .await

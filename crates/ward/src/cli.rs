@@ -90,7 +90,11 @@ Examples:
   ward serve --data-dir /var/lib/ward --secure-port 8443 --tls-san ward.example.com
 
   # Bring your own kube-apiserver EncryptionConfiguration
-  ward serve --encryption-provider-config /etc/ward/encryption.yaml";
+  ward serve --encryption-provider-config /etc/ward/encryption.yaml
+
+  # Store in an etcd cluster (TLS with a client certificate), as kube-apiserver does
+  ward serve --etcd-servers https://10.0.0.1:2379,https://10.0.0.2:2379 \\
+      --etcd-cafile ca.crt --etcd-certfile client.crt --etcd-keyfile client.key";
 
 #[derive(clap::Args, Debug)]
 struct ServeArgs {
@@ -131,6 +135,21 @@ struct ServeArgs {
     /// Audiences the API accepts in tokens (comma-separated) [default: the issuer]
     #[arg(long, value_delimiter = ',')]
     api_audiences: Vec<String>,
+    /// Store in etcd (comma-separated endpoints) instead of the embedded database.
+    #[arg(long, value_delimiter = ',')]
+    etcd_servers: Vec<String>,
+    /// CA that verifies etcd's serving certificate.
+    #[arg(long)]
+    etcd_cafile: Option<PathBuf>,
+    /// Client certificate for etcd.
+    #[arg(long)]
+    etcd_certfile: Option<PathBuf>,
+    /// Client key for etcd.
+    #[arg(long)]
+    etcd_keyfile: Option<PathBuf>,
+    /// Key prefix in etcd.
+    #[arg(long, default_value = "/registry")]
+    etcd_prefix: String,
 }
 
 pub(crate) fn main() -> ExitCode {
@@ -195,6 +214,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         service_account_signing_key_file: args.service_account_signing_key_file,
         service_account_issuer: args.service_account_issuer,
         api_audiences: args.api_audiences,
+        etcd: (!args.etcd_servers.is_empty()).then(|| ward_server::EtcdConfig {
+            servers: args.etcd_servers,
+            ca_file: args.etcd_cafile,
+            cert_file: args.etcd_certfile,
+            key_file: args.etcd_keyfile,
+            prefix: args.etcd_prefix,
+        }),
     })
     .await?;
     eprintln!(

@@ -298,3 +298,103 @@ pub(crate) fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
 pub(crate) fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
 }
+
+/// A single-member etcd on free loopback ports, in a temporary folder, stopped on drop.
+pub(crate) struct Etcd {
+    child: Child,
+    pub(crate) url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Etcd {
+    pub(crate) fn start() -> Etcd {
+        let bin = ["/usr/bin/etcd", "/usr/local/bin/etcd"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("etcd is installed (Debian etcd-server; scripts/test-all.sh installs it)");
+        for _ in 0..3 {
+            let dir = tempfile::tempdir().expect("tmp");
+            let (client, peer) = (free_port(), free_port());
+            let url = format!("http://127.0.0.1:{client}");
+            let peer_url = format!("http://127.0.0.1:{peer}");
+            let mut child = Command::new(bin)
+                .args(["--name", "e2e", "--log-level", "warn", "--data-dir"])
+                .arg(dir.path().join("data"))
+                .args([
+                    "--listen-client-urls",
+                    &url,
+                    "--advertise-client-urls",
+                    &url,
+                ])
+                .args([
+                    "--listen-peer-urls",
+                    &peer_url,
+                    "--initial-advertise-peer-urls",
+                    &peer_url,
+                ])
+                .args(["--initial-cluster", &format!("e2e={peer_url}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn etcd");
+            for _ in 0..100 {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                let out = Command::new("curl")
+                    .args(["-s", "--max-time", "1"])
+                    .arg(format!("{url}/health"))
+                    .output();
+                if out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("true")) {
+                    return Etcd {
+                        child,
+                        url,
+                        _dir: dir,
+                    };
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("etcd did not start");
+    }
+
+    /// The raw value stored under `key`, through etcd's JSON gateway.
+    pub(crate) fn get(&self, key: &str) -> Option<Vec<u8>> {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let body = format!(r#"{{"key":"{}"}}"#, b64.encode(key));
+        let out = Command::new("curl")
+            .args(["-s", "--max-time", "5", "-X", "POST", "-d", &body])
+            .arg(format!("{}/v3/kv/range", self.url))
+            .output()
+            .expect("curl");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let value = v.pointer("/kvs/0/value")?.as_str()?;
+        b64.decode(value).ok()
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        for _ in 0..50 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}

@@ -2,6 +2,7 @@
 //! raw protocol checks. One test binary (link time matters on 2 cores).
 
 mod auth;
+mod etcd;
 mod harness;
 mod kubectl_suite;
 mod protocol;
