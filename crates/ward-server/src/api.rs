@@ -197,6 +197,16 @@ impl App {
                 get_only(&req.method)?;
                 ok(Some(discovery::openapi_root()), Output::Json)
             }
+            Target::Metrics => {
+                get_only(&req.method)?;
+                let mut resp = text_response(StatusCode::OK, "");
+                *resp.body_mut() = crate::error::full(crate::metrics::render());
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                Ok(resp)
+            }
             Target::OpenApiGroupVersion { group, version } => {
                 get_only(&req.method)?;
                 ok(

@@ -221,7 +221,15 @@ async fn serve_one(
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let (verb, group, resource) = crate::request::labels(&method, req.uri());
     let resp = app.handle(req, cert_user.as_deref(), peer).await;
+    crate::metrics::request(
+        verb,
+        group,
+        resource,
+        resp.status().as_u16(),
+        start.elapsed(),
+    );
     debug!(
         %peer,
         %method,

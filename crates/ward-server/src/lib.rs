@@ -14,6 +14,7 @@ mod bootstrap;
 mod discovery;
 mod error;
 mod http;
+mod metrics;
 mod request;
 mod satoken;
 mod store;

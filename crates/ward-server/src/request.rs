@@ -12,6 +12,8 @@ use ward_api::table::IncludeObject;
 pub(crate) enum Target {
     /// `/version`.
     Version,
+    /// `/metrics` (Prometheus text).
+    Metrics,
     /// `/healthz`, `/livez`, `/readyz` (and their sub-paths).
     Health,
     /// `/api`.
@@ -49,6 +51,7 @@ pub(crate) fn parse_path(path: &str) -> Target {
     let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     match segs.as_slice() {
         ["version"] => Target::Version,
+        ["metrics"] => Target::Metrics,
         ["healthz" | "livez" | "readyz", ..] => Target::Health,
         ["api"] => Target::ApiVersions,
         ["apis"] => Target::ApiGroups,
@@ -370,5 +373,43 @@ mod tests {
             negotiate(None, IncludeObject::Metadata).expect("ok"),
             Output::Json
         );
+    }
+}
+
+/// `(verb, group, resource)` of a request, for metrics and logs: the Kubernetes verb for resource
+/// requests, the lower-case method for others (resource `""`).
+pub(crate) fn labels(
+    method: &http::Method,
+    uri: &http::Uri,
+) -> (&'static str, &'static str, &'static str) {
+    match parse_path(uri.path()) {
+        Target::Resource(p) => {
+            let item = p.name.is_some();
+            let watch = Query::parse(uri.query()).flag("watch");
+            let verb = match (method.as_str(), item) {
+                ("GET" | "HEAD", true) => "get",
+                ("GET" | "HEAD", false) if watch => "watch",
+                ("GET" | "HEAD", false) => "list",
+                ("POST", _) => "create",
+                ("PUT", _) => "update",
+                ("PATCH", _) => "patch",
+                ("DELETE", true) => "delete",
+                ("DELETE", false) => "deletecollection",
+                _ => "other",
+            };
+            (verb, p.info.group, p.info.resource)
+        }
+        _ => {
+            let verb = match method.as_str() {
+                "GET" => "get",
+                "HEAD" => "head",
+                "POST" => "post",
+                "PUT" => "put",
+                "PATCH" => "patch",
+                "DELETE" => "delete",
+                _ => "other",
+            };
+            (verb, "", "")
+        }
     }
 }

@@ -58,13 +58,20 @@ impl ObjectStore {
             error!(key, error = %e, "encoding an object for storage failed");
             ApiError::internal("unable to encode the object for storage")
         })?;
-        self.transformers
-            .for_resource(info.group, info.resource)
-            .to_storage(&plain, key.as_bytes())
-            .map_err(|e| {
-                error!(key, error = %e, "encrypting an object failed");
-                ApiError::internal("unable to transform the object for storage")
-            })
+        let t = self.transformers.for_resource(info.group, info.resource);
+        let started = std::time::Instant::now();
+        let result = t.to_storage(&plain, key.as_bytes());
+        crate::metrics::transformation(
+            info.resource,
+            true,
+            &prefix_label(result.as_deref().unwrap_or_default()),
+            result.is_ok(),
+            started.elapsed(),
+        );
+        result.map_err(|e| {
+            error!(key, error = %e, "encrypting an object failed");
+            ApiError::internal("unable to transform the object for storage")
+        })
     }
 
     /// Decrypts and decodes a stored key-value, setting `metadata.resourceVersion` to `rv`.
@@ -75,14 +82,22 @@ impl ObjectStore {
         rv: Revision,
     ) -> Result<Value, ApiError> {
         let key = String::from_utf8_lossy(&kv.key);
+        let started = std::time::Instant::now();
         let decrypted = self
             .transformers
             .for_resource(info.group, info.resource)
-            .from_storage(&kv.value, &kv.key)
-            .map_err(|e| {
-                error!(key = %key, error = %e, "decrypting a stored object failed");
-                ApiError::internal(format!("unable to transform key {key:?} from storage"))
-            })?;
+            .from_storage(&kv.value, &kv.key);
+        crate::metrics::transformation(
+            info.resource,
+            false,
+            &prefix_label(&kv.value),
+            decrypted.is_ok(),
+            started.elapsed(),
+        );
+        let decrypted = decrypted.map_err(|e| {
+            error!(key = %key, error = %e, "decrypting a stored object failed");
+            ApiError::internal(format!("unable to transform key {key:?} from storage"))
+        })?;
         let mut obj = ward_api::protobuf::decode(&decrypted.plaintext).map_err(|e| {
             error!(key = %key, error = %e, "decoding a stored object failed");
             ApiError::internal(format!("unable to decode key {key:?} from storage"))
@@ -242,6 +257,15 @@ pub(crate) enum StoreWriteError {
     Conflict,
     /// Any other failure, as a Status.
     Api(ApiError),
+}
+
+/// The `transformer_prefix` metric label of a stored value: `k8s:enc:<provider>:v1:` or
+/// `identity` (key names are left out).
+fn prefix_label(stored: &[u8]) -> String {
+    match ward_crypto::parse_prefix(stored) {
+        Some(p) => format!("k8s:enc:{}:{}:", p.provider(), p.version()),
+        None => "identity".to_owned(),
+    }
 }
 
 /// Maps a storage error to a `Status`, in one place.

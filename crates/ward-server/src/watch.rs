@@ -158,6 +158,7 @@ pub(crate) async fn serve(
                 bookmarks,
             };
             tokio::spawn(async move {
+                crate::metrics::longrunning("watch", info.resource, 1);
                 state
                     .run(
                         stream,
@@ -167,6 +168,7 @@ pub(crate) async fn serve(
                         shutdown,
                     )
                     .await;
+                crate::metrics::longrunning("watch", info.resource, -1);
             });
         }
         Err(e @ StorageError::Compacted { .. }) => {

@@ -447,3 +447,26 @@ fn plain_http_is_never_served() {
     );
     assert_ne!(code.trim(), "200");
 }
+
+#[test]
+fn prometheus_metrics() {
+    let s = Server::start();
+    s.curl(
+        "POST",
+        NS,
+        &[JSON],
+        Some(secret("m1", "bWV0cmljcy1jYW5hcnk=").as_bytes()),
+    );
+    s.curl("GET", &format!("{NS}/m1"), &[], None);
+    let (c, body) = s.curl("GET", "/metrics", &[], None);
+    assert_eq!(c, 200, "{body}");
+    assert!(body.contains("apiserver_request_total{verb=\"create\",group=\"\",resource=\"secrets\",code=\"201\"} 1"), "{body}");
+    assert!(body.contains("apiserver_storage_transformation_operations_total{resource=\"secrets\",transformation_type=\"to_storage\",transformer_prefix=\"k8s:enc:secretbox:v1:\",status=\"OK\"}"), "{body}");
+    assert!(body.contains("apiserver_request_duration_seconds_bucket"));
+    assert!(
+        !body.contains("m1") && !body.contains("bWV0cmljcy1jYW5hcnk="),
+        "names or values in metrics"
+    );
+    // not for anonymous callers
+    assert_eq!(s.curl_as("GET", "/metrics", &[], None, None).0, 401);
+}
