@@ -158,6 +158,33 @@ pub static RESOURCES: &[ResourceInfo] = &[
         "selfsubjectreview",
         "SelfSubjectReview",
     ),
+    ResourceInfo {
+        namespaced: true,
+        ..review(
+            "authorization.k8s.io",
+            "localsubjectaccessreviews",
+            "localsubjectaccessreview",
+            "LocalSubjectAccessReview",
+        )
+    },
+    review(
+        "authorization.k8s.io",
+        "selfsubjectaccessreviews",
+        "selfsubjectaccessreview",
+        "SelfSubjectAccessReview",
+    ),
+    review(
+        "authorization.k8s.io",
+        "selfsubjectrulesreviews",
+        "selfsubjectrulesreview",
+        "SelfSubjectRulesReview",
+    ),
+    review(
+        "authorization.k8s.io",
+        "subjectaccessreviews",
+        "subjectaccessreview",
+        "SubjectAccessReview",
+    ),
     stored(
         RBAC,
         "clusterrolebindings",

@@ -23,6 +23,7 @@ use ward_api::table::{self, IncludeObject};
 use ward_storage::Revision;
 
 use crate::auth::{Authenticated, Authenticator, UserInfo, service_account_user};
+use crate::authz::{self, Authorizer};
 use crate::discovery;
 use crate::error::{object_response, status_response, text_response};
 use crate::http::Body;
@@ -45,6 +46,7 @@ const WRITE_ATTEMPTS: usize = 8;
 pub(crate) struct App {
     pub(crate) store: ObjectStore,
     auth: Authenticator,
+    pub(crate) authz: Arc<Authorizer>,
     signer: Arc<TokenSigner>,
     pub(crate) shutdown: signal::Receiver<bool>,
     addr: SocketAddr,
@@ -57,6 +59,7 @@ impl App {
     pub(crate) fn new(
         store: ObjectStore,
         auth: Authenticator,
+        authz: Arc<Authorizer>,
         signer: Arc<TokenSigner>,
         shutdown: signal::Receiver<bool>,
         addr: SocketAddr,
@@ -64,10 +67,106 @@ impl App {
         App {
             store,
             auth,
+            authz,
             signer,
             shutdown,
             addr,
         }
+    }
+
+    /// RBAC for one request: the verb and attributes as kube-apiserver derives them. `Err` 403.
+    fn authorize(
+        &self,
+        user: &UserInfo,
+        target: &Target,
+        req: &http::request::Parts,
+        query: &Query,
+    ) -> Result<(), ApiError> {
+        let (verb, _, _) = crate::request::labels(&req.method, &req.uri);
+        let name = query
+            .get("fieldSelector")
+            .and_then(|f| ward_api::selector::FieldSelector::parse(f).ok())
+            .and_then(|f| f.requires_exact_match("metadata.name").map(str::to_owned));
+        let attributes = authz::attributes(user, target, verb, req.uri.path(), name.as_deref());
+        self.authz.check(&attributes).map(|_| ())
+    }
+
+    /// Applies `Impersonate-*` headers: the caller must hold `impersonate` on each user, group,
+    /// uid and extra named (upstream's impersonation filter). Without headers, the caller.
+    fn impersonate(&self, user: UserInfo, headers: &http::HeaderMap) -> Result<UserInfo, ApiError> {
+        let values = |name: &str| -> Vec<String> {
+            headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .map(str::to_owned)
+                .collect()
+        };
+        let target_user = values("impersonate-user").into_iter().next();
+        let groups = values("impersonate-group");
+        let uid = values("impersonate-uid").into_iter().next();
+        let mut extra: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for (name, value) in headers {
+            if let Some(key) = name.as_str().strip_prefix("impersonate-extra-") {
+                if let Ok(v) = value.to_str() {
+                    let key = crate::request::percent_decode(key);
+                    extra.entry(key).or_default().push(v.to_owned());
+                }
+            }
+        }
+        let Some(target_user) = target_user else {
+            if !groups.is_empty() || uid.is_some() || !extra.is_empty() {
+                return Err(ApiError::bad_request(
+                    "impersonating groups, a uid or extra fields requires Impersonate-User",
+                ));
+            }
+            return Ok(user);
+        };
+        let caller = authz::rbac_user(&user);
+        let check = |group: &str, resource: &str, ns: &str, name: &str| {
+            let (resource, sub) = resource.split_once('/').unwrap_or((resource, ""));
+            let a = ward_rbac::Attributes::resource(caller.clone(), "impersonate", group, resource)
+                .in_namespace(ns)
+                .with_name(name)
+                .with_subresource(sub);
+            self.authz.check(&a).map(|_| ())
+        };
+        let mut new_groups = Vec::new();
+        match target_user
+            .strip_prefix("system:serviceaccount:")
+            .and_then(|r| r.split_once(':'))
+        {
+            Some((ns, name)) => {
+                check("", "serviceaccounts", ns, name)?;
+                new_groups.push("system:serviceaccounts".to_owned());
+                new_groups.push(format!("system:serviceaccounts:{ns}"));
+            }
+            None => check("", "users", "", &target_user)?,
+        }
+        for g in &groups {
+            check("", "groups", "", g)?;
+        }
+        if let Some(uid) = &uid {
+            check("authentication.k8s.io", "uids", "", uid)?;
+        }
+        for (k, vals) in &extra {
+            for v in vals {
+                check("authentication.k8s.io", &format!("userextras/{k}"), "", v)?;
+            }
+        }
+        new_groups.extend(groups);
+        if target_user != "system:anonymous"
+            && !new_groups.iter().any(|g| g == crate::auth::AUTHENTICATED)
+        {
+            new_groups.push(crate::auth::AUTHENTICATED.to_owned());
+        }
+        info!(caller = %user.username, as_user = %target_user, "impersonation");
+        Ok(UserInfo {
+            username: target_user,
+            uid: uid.unwrap_or_default(),
+            groups: new_groups,
+            extra,
+        })
     }
 
     /// Resolves what a credential proved into a user: a ServiceAccount token counts only while
@@ -148,7 +247,8 @@ impl App {
             read_body(&req.headers, incoming, MAX_BODY_BYTES).await?
         };
         let query = Query::parse(req.uri.query());
-        interim_authorize(&user, &target, &req.method)?;
+        let user = self.impersonate(user, &req.headers)?;
+        self.authorize(&user, &target, &req, &query)?;
         let include = IncludeObject::parse(query.get("includeObject").unwrap_or_default())
             .ok_or_else(|| {
                 ApiError::bad_request("includeObject must be None, Metadata or Object")
@@ -445,6 +545,7 @@ impl App {
             &now,
         )?;
         strategy::prepare_create(info, &mut obj)?;
+        self.authz.check_escalation(&ctx.user, info, &obj)?;
         if dry_run {
             return Ok(with_warnings(
                 self.render_one(info, &obj, ctx.output, StatusCode::CREATED),
@@ -471,6 +572,7 @@ impl App {
         };
         info!(user = %ctx.user.username, verb = "create", resource = info.resource,
               namespace = ns.unwrap_or_default(), name = meta_str(&created, "name"), "object written");
+        self.rbac_changed(info).await;
         Ok(with_warnings(
             self.render_one(info, &created, ctx.output, StatusCode::CREATED),
             &warnings,
@@ -508,6 +610,7 @@ impl App {
             }
             let mut new = obj.clone();
             strategy::prepare_update(info, &current, &mut new)?;
+            self.authz.check_escalation(&ctx.user, info, &new)?;
             if dry_run {
                 return Ok(with_warnings(
                     self.render_one(info, &new, ctx.output, StatusCode::OK),
@@ -516,7 +619,7 @@ impl App {
             }
             match self.store.update(info, &new, rev).await {
                 Ok(v) => {
-                    self.log_write(ctx, "update");
+                    self.after_write(ctx, "update").await;
                     return Ok(with_warnings(
                         self.render_one(info, &v, ctx.output, StatusCode::OK),
                         &warnings,
@@ -621,6 +724,7 @@ impl App {
             }
             let conditional = patch.pointer("/metadata/resourceVersion").is_some();
             strategy::prepare_update(info, &current, &mut new)?;
+            self.authz.check_escalation(&ctx.user, info, &new)?;
             if dry_run {
                 return Ok(with_warnings(
                     self.render_one(info, &new, ctx.output, StatusCode::OK),
@@ -629,7 +733,7 @@ impl App {
             }
             match self.store.update(info, &new, rev).await {
                 Ok(v) => {
-                    self.log_write(ctx, "patch");
+                    self.after_write(ctx, "patch").await;
                     return Ok(with_warnings(
                         self.render_one(info, &v, ctx.output, StatusCode::OK),
                         &warnings,
@@ -669,7 +773,7 @@ impl App {
             }
             match self.store.delete(info, ctx.ns(), name, Some(rev)).await {
                 Ok(_) => {
-                    self.log_write(ctx, "delete");
+                    self.after_write(ctx, "delete").await;
                     let s = ward_api::status::success_status(
                         info.group,
                         info.resource,
@@ -719,7 +823,7 @@ impl App {
             }
             deleted.push(obj);
         }
-        self.log_write(ctx, "deletecollection");
+        self.after_write(ctx, "deletecollection").await;
         let list = json!({"kind": info.list_kind(), "apiVersion": info.api_version(),
                           "metadata": {"resourceVersion": page.revision.0.to_string()}, "items": deleted});
         Ok(object_response(StatusCode::OK, &list, ctx.output))
@@ -850,8 +954,159 @@ impl App {
                     plain(ctx.output),
                 ))
             }
+            "SelfSubjectAccessReview" | "SubjectAccessReview" | "LocalSubjectAccessReview" => {
+                self.access_review(ctx, info, obj)
+            }
+            "SelfSubjectRulesReview" => {
+                let ns = obj
+                    .pointer("/spec/namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let resolved = self
+                    .authz
+                    .index()
+                    .resolve_rules(&authz::rbac_user(&ctx.user), ns);
+                let error = resolved.evaluation_error();
+                let (resource_rules, non_resource_rules) = resolved.split();
+                let rule = |r: &ward_rbac::PolicyRule| {
+                    json!({"verbs": r.verbs, "apiGroups": r.api_groups, "resources": r.resources,
+                           "resourceNames": r.resource_names})
+                };
+                let status = json!({
+                    "resourceRules": resource_rules.iter().map(rule).collect::<Vec<_>>(),
+                    "nonResourceRules": non_resource_rules.iter()
+                        .map(|r| json!({"verbs": r.verbs, "nonResourceURLs": r.non_resource_urls}))
+                        .collect::<Vec<_>>(),
+                    "incomplete": !error.is_empty(),
+                    "evaluationError": error,
+                });
+                Ok(self.review_reply(info, &obj, status, ctx.output))
+            }
             _ => Err(ApiError::no_route()),
         }
+    }
+
+    /// SelfSubjectAccessReview, SubjectAccessReview, LocalSubjectAccessReview: ask the
+    /// authorizer about the described request.
+    fn access_review(&self, ctx: &Ctx, info: &ResourceInfo, obj: Value) -> Reply {
+        let spec = obj.get("spec").cloned().unwrap_or_else(|| json!({}));
+        let invalid = |field: &str, why: &str| {
+            ApiError::invalid(
+                info.group,
+                info.kind,
+                "",
+                vec![ward_api::FieldError::invalid(field, None, why)],
+            )
+        };
+        let user = if info.kind == "SelfSubjectAccessReview" {
+            authz::rbac_user(&ctx.user)
+        } else {
+            let strings = |f: &str| -> Vec<String> {
+                spec.get(f)
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            let user = spec.get("user").and_then(Value::as_str).unwrap_or_default();
+            let groups = strings("groups");
+            if user.is_empty() && groups.is_empty() {
+                return Err(invalid(
+                    "spec.user",
+                    "at least one of user or group must be specified",
+                ));
+            }
+            let mut u = ward_rbac::UserInfo::new(user).with_groups(groups);
+            u.uid = spec
+                .get("uid")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            if let Some(extra) = spec.get("extra").and_then(Value::as_object) {
+                for (k, v) in extra {
+                    let vals = v
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(Value::as_str)
+                                .map(str::to_owned)
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    u.extra.insert(k.clone(), vals);
+                }
+            }
+            u
+        };
+        let s = |v: &Value, f: &str| {
+            v.get(f)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let attributes = match (
+            spec.get("resourceAttributes"),
+            spec.get("nonResourceAttributes"),
+        ) {
+            (Some(ra), None) => {
+                let mut ns = s(ra, "namespace");
+                if info.kind == "LocalSubjectAccessReview" {
+                    let url_ns = ctx.p.namespace.clone().unwrap_or_default();
+                    if !ns.is_empty() && ns != url_ns {
+                        return Err(invalid(
+                            "spec.resourceAttributes.namespace",
+                            "must match metadata.namespace",
+                        ));
+                    }
+                    ns = url_ns;
+                }
+                let mut a = ward_rbac::Attributes::resource(
+                    user,
+                    &s(ra, "verb"),
+                    &s(ra, "group"),
+                    &s(ra, "resource"),
+                )
+                .in_namespace(&ns)
+                .with_name(&s(ra, "name"))
+                .with_subresource(&s(ra, "subresource"));
+                a.api_version = s(ra, "version");
+                a
+            }
+            (None, Some(nra)) => {
+                ward_rbac::Attributes::non_resource(user, &s(nra, "verb"), &s(nra, "path"))
+            }
+            _ => {
+                return Err(invalid(
+                    "spec",
+                    "exactly one of nonResourceAttributes or resourceAttributes must be specified",
+                ));
+            }
+        };
+        let decision = self.authz.authorize(&attributes);
+        let status = json!({"allowed": decision.is_allow(), "reason": decision.reason()});
+        Ok(self.review_reply(info, &obj, status, ctx.output))
+    }
+
+    /// A review echoed back with its computed `status`, as upstream returns it (201).
+    fn review_reply(
+        &self,
+        info: &ResourceInfo,
+        obj: &Value,
+        status: Value,
+        output: Output,
+    ) -> Response<Body> {
+        let mut reply = obj.clone();
+        reply["kind"] = json!(info.kind);
+        reply["apiVersion"] = json!(info.api_version());
+        if reply.get("metadata").is_none() {
+            reply["metadata"] = json!({"creationTimestamp": null});
+        }
+        reply["status"] = status;
+        object_response(StatusCode::CREATED, &reply, plain(output))
     }
 
     // === namespaces ===
@@ -910,7 +1165,7 @@ impl App {
             current["status"] = json!({"phase": "Terminating"});
             match self.store.update(info, &current, rev).await {
                 Ok(v) => {
-                    self.log_write(ctx, "delete");
+                    self.after_write(ctx, "delete").await;
                     self.spawn_namespace_finalizer(name.to_owned());
                     return Ok(object_response(StatusCode::OK, &v, ctx.output));
                 }
@@ -986,10 +1241,18 @@ impl App {
         }
     }
 
-    fn log_write(&self, ctx: &Ctx, verb: &str) {
+    /// Logs a write and, for RBAC objects, rebuilds the authorizer's index before the reply.
+    async fn after_write(&self, ctx: &Ctx, verb: &str) {
         info!(user = %ctx.user.username, verb, resource = ctx.p.info.resource,
               namespace = ctx.ns().unwrap_or_default(), name = ctx.p.name.as_deref().unwrap_or_default(),
               "object written");
+        self.rbac_changed(ctx.p.info).await;
+    }
+
+    async fn rbac_changed(&self, info: &ResourceInfo) {
+        if info.group == "rbac.authorization.k8s.io" && self.authz.rebuild().await.is_err() {
+            warn!("RBAC index rebuild after a write failed; the watch will retry");
+        }
     }
 }
 
@@ -1014,40 +1277,6 @@ impl Ctx {
 
     fn name(&self) -> &str {
         self.p.name.as_deref().unwrap_or_default()
-    }
-}
-
-/// Authorization until RBAC lands: `system:masters` may do anything; every other authenticated
-/// user may only read discovery documents and ask who they are (what upstream's
-/// `system:discovery` and `system:basic-user` grant). Everything else is 403.
-fn interim_authorize(user: &UserInfo, target: &Target, method: &Method) -> Result<(), ApiError> {
-    if user.groups.iter().any(|g| g == "system:masters") {
-        return Ok(());
-    }
-    let allowed = match target {
-        Target::ApiVersions
-        | Target::ApiGroups
-        | Target::Group { .. }
-        | Target::ResourceList { .. }
-        | Target::OpenApiRoot
-        | Target::OpenApiGroupVersion { .. } => matches!(*method, Method::GET | Method::HEAD),
-        Target::Resource(p) => {
-            p.info.kind == "SelfSubjectReview" && *method == Method::POST && p.subresource.is_none()
-        }
-        _ => false,
-    };
-    if allowed {
-        return Ok(());
-    }
-    let why = format!("User {:?} cannot access this resource", user.username);
-    match target {
-        Target::Resource(p) => Err(ApiError::forbidden(
-            p.info.group,
-            p.info.resource,
-            p.name.as_deref().unwrap_or_default(),
-            &why,
-        )),
-        _ => Err(ApiError::forbidden("", "", "", &why)),
     }
 }
 

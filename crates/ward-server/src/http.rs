@@ -133,9 +133,14 @@ pub(crate) async fn listen(
         .local_addr()
         .map_err(|e| ServeError::io(addr.to_string(), e))?;
     let (tx, rx) = watch::channel(false);
+    let authorizer = crate::authz::Authorizer::new(store.clone())
+        .await
+        .map_err(|e| ServeError::Storage(format!("RBAC bootstrap: {}", e.message)))?;
+    authorizer.spawn_watch(rx.clone());
     let app = Arc::new(App::new(
         store,
         authenticator,
+        authorizer,
         signer,
         rx.clone(),
         local_addr,

@@ -10,6 +10,7 @@
 pub mod admin;
 mod api;
 mod auth;
+mod authz;
 mod bootstrap;
 mod discovery;
 mod error;

@@ -6,4 +6,5 @@ mod etcd;
 mod harness;
 mod kubectl_suite;
 mod protocol;
+mod rbac;
 mod restart;
