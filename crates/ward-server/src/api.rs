@@ -23,7 +23,7 @@ use ward_api::table::{self, IncludeObject};
 use ward_storage::Revision;
 
 use crate::auth::{Authenticated, Authenticator, UserInfo, service_account_user};
-use crate::authz::{self, Authorizer};
+use crate::authz::{self, Authorizer, SecretFilter};
 use crate::discovery;
 use crate::error::{object_response, status_response, text_response};
 use crate::http::Body;
@@ -48,6 +48,8 @@ pub(crate) struct App {
     auth: Authenticator,
     pub(crate) authz: Arc<Authorizer>,
     signer: Arc<TokenSigner>,
+    /// Upstream behaviour: list and watch reveal every Secret value (`--list-reveals-values`).
+    list_reveals_values: bool,
     pub(crate) shutdown: signal::Receiver<bool>,
     addr: SocketAddr,
 }
@@ -61,6 +63,7 @@ impl App {
         auth: Authenticator,
         authz: Arc<Authorizer>,
         signer: Arc<TokenSigner>,
+        list_reveals_values: bool,
         shutdown: signal::Receiver<bool>,
         addr: SocketAddr,
     ) -> Self {
@@ -69,6 +72,7 @@ impl App {
             auth,
             authz,
             signer,
+            list_reveals_values,
             shutdown,
             addr,
         }
@@ -380,6 +384,7 @@ impl App {
                     &ctx.p,
                     &ctx.query,
                     ctx.output,
+                    self.secret_filter(&ctx),
                 )
                 .await
             }
@@ -402,6 +407,15 @@ impl App {
             .await?
             .ok_or_else(|| ApiError::not_found(info.group, info.resource, name))?;
         Ok(self.render_one(info, &obj, ctx.output, StatusCode::OK))
+    }
+
+    fn secret_filter(&self, ctx: &Ctx) -> SecretFilter {
+        SecretFilter::new(
+            self.authz.clone(),
+            &ctx.user,
+            ctx.p.info,
+            self.list_reveals_values,
+        )
     }
 
     fn render_one(
@@ -431,6 +445,7 @@ impl App {
 
     async fn list(&self, ctx: &Ctx) -> Reply {
         let info = ctx.p.info;
+        let secrets = self.secret_filter(ctx);
         let filter = watch::Filter::from_query(info, &ctx.query)?;
         let limit = usize::try_from(ctx.query.number("limit")?.unwrap_or(0)).unwrap_or(usize::MAX);
         let prefix = info.key_prefix(ctx.ns());
@@ -482,7 +497,15 @@ impl App {
                 .list(info, ctx.ns(), start.take(), want, revision)
                 .await?;
             revision = Some(page.revision);
-            items.extend(page.items.into_iter().filter(|o| filter.matches(o)));
+            items.extend(
+                page.items
+                    .into_iter()
+                    .filter(|o| filter.matches(o))
+                    .map(|mut o| {
+                        secrets.apply(&mut o);
+                        o
+                    }),
+            );
             remaining = page.remaining;
             match page.continue_key {
                 Some(k) if limit != 0 && items.len() < limit => start = Some(k),
@@ -794,6 +817,7 @@ impl App {
 
     async fn delete_collection(&self, ctx: &Ctx, body: Bytes) -> Reply {
         let info = ctx.p.info;
+        let secrets = self.secret_filter(ctx);
         let opts = DeleteOptions::parse(&body, &ctx.query)?;
         let filter = watch::Filter::from_query(info, &ctx.query)?;
         let page = self.store.list(info, ctx.ns(), None, 0, None).await?;
@@ -821,6 +845,8 @@ impl App {
                     Err(StoreWriteError::Api(e)) => return Err(e),
                 }
             }
+            let mut obj = obj;
+            secrets.apply(&mut obj);
             deleted.push(obj);
         }
         self.after_write(ctx, "deletecollection").await;

@@ -142,6 +142,7 @@ pub(crate) async fn listen(
         authenticator,
         authorizer,
         signer,
+        opts.list_reveals_values,
         rx.clone(),
         local_addr,
     ));

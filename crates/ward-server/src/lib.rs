@@ -61,6 +61,9 @@ pub struct ServeOptions {
     pub api_audiences: Vec<String>,
     /// Store in etcd instead of the embedded database (`--etcd-servers` and friends).
     pub etcd: Option<EtcdConfig>,
+    /// List and watch return Secret values to anyone who may list, as upstream does
+    /// (`--list-reveals-values`). Off by default: values go only to callers who may `get`.
+    pub list_reveals_values: bool,
 }
 
 /// The etcd connection, with kube-apiserver's flag names.

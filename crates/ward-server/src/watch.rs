@@ -26,6 +26,7 @@ use ward_api::strategy::meta_str;
 use ward_api::table;
 use ward_storage::{EventKind, Revision, StorageError, WatchItem};
 
+use crate::authz::SecretFilter;
 use crate::http::Body;
 use crate::request::{Output, Query, ResourcePath};
 use crate::store::{ObjectStore, storage_error};
@@ -105,6 +106,7 @@ pub(crate) async fn serve(
     p: &ResourcePath,
     query: &Query,
     output: Output,
+    secrets: SecretFilter,
 ) -> Result<Response<Body>, ApiError> {
     let info = p.info;
     let ns = if info.namespaced {
@@ -152,6 +154,7 @@ pub(crate) async fn serve(
                 info,
                 store,
                 filter,
+                secrets,
                 tx,
                 enc,
                 last: start,
@@ -235,6 +238,7 @@ struct Stream {
     info: &'static ResourceInfo,
     store: ObjectStore,
     filter: Filter,
+    secrets: SecretFilter,
     tx: mpsc::Sender<Bytes>,
     enc: Encoder,
     last: Revision,
@@ -243,7 +247,13 @@ struct Stream {
 
 impl Stream {
     async fn send(&mut self, kind: &str, obj: &Value) -> bool {
-        let line = self.enc.line(kind, obj);
+        let line = if self.secrets.is_active() && matches!(kind, "ADDED" | "MODIFIED" | "DELETED") {
+            let mut shown = obj.clone();
+            self.secrets.apply(&mut shown);
+            self.enc.line(kind, &shown)
+        } else {
+            self.enc.line(kind, obj)
+        };
         self.tx.send(line).await.is_ok()
     }
 

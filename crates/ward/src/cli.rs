@@ -150,6 +150,10 @@ struct ServeArgs {
     /// Key prefix in etcd.
     #[arg(long, default_value = "/registry")]
     etcd_prefix: String,
+    /// Let list and watch return Secret values to anyone who may list them (upstream's
+    /// behaviour). By default values go only to callers who may `get` that Secret.
+    #[arg(long)]
+    list_reveals_values: bool,
 }
 
 pub(crate) fn main() -> ExitCode {
@@ -221,6 +225,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             key_file: args.etcd_keyfile,
             prefix: args.etcd_prefix,
         }),
+        list_reveals_values: args.list_reveals_values,
     })
     .await?;
     eprintln!(

@@ -207,3 +207,101 @@ fn service_accounts_get_what_their_bindings_grant() {
     let out = s.kubectl_with(&["--token", token, "get", "secret", "db"], None, &[]);
     assert!(!out.status.success(), "not in another namespace");
 }
+
+#[test]
+fn list_and_watch_do_not_leak_values() {
+    let (s, _tmp) = server_with_users();
+    s.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "open",
+        "--from-literal=k=visible-value",
+    ]);
+    s.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "closed",
+        "--from-literal=k=leak-canary-9931",
+    ]);
+    // alice may list and watch every secret, but get only "open"
+    s.kubectl(&[
+        "create",
+        "role",
+        "lister",
+        "--verb=list,watch",
+        "--resource=secrets",
+    ]);
+    s.kubectl(&[
+        "create",
+        "role",
+        "open-getter",
+        "--verb=get",
+        "--resource=secrets",
+        "--resource-name=open",
+    ]);
+    s.kubectl(&[
+        "create",
+        "rolebinding",
+        "a1",
+        "--role=lister",
+        "--user=alice",
+    ]);
+    s.kubectl(&[
+        "create",
+        "rolebinding",
+        "a2",
+        "--role=open-getter",
+        "--user=alice",
+    ]);
+
+    let table = s.kubectl(&["--token", ALICE, "get", "secrets"]);
+    assert!(
+        table.contains("closed") && table.contains("open"),
+        "names-only listing works: {table}"
+    );
+    let list = s.kubectl(&["--token", ALICE, "get", "secrets", "-o", "json"]);
+    assert!(
+        !list.contains("bGVhay1jYW5hcnktOTkzMQ=="),
+        "value leaked through list: {list}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&list).expect("json");
+    let items = v["items"].as_array().expect("items");
+    let closed = items
+        .iter()
+        .find(|i| i["metadata"]["name"] == "closed")
+        .expect("closed");
+    assert_eq!(closed["data"]["k"], "", "key name kept, value withheld");
+    assert_eq!(
+        closed["metadata"]["annotations"]["ward.dev/values-omitted"],
+        "true"
+    );
+    let open = items
+        .iter()
+        .find(|i| i["metadata"]["name"] == "open")
+        .expect("open");
+    assert_eq!(
+        open["data"]["k"], "dmlzaWJsZS12YWx1ZQ==",
+        "values shown where get is allowed"
+    );
+    let out = s.kubectl_with(&["--token", ALICE, "get", "secret", "closed"], None, &[]);
+    assert!(!out.status.success());
+
+    // watch: the same rule per event
+    let (c, body) = s.curl_as(
+        "GET",
+        "/api/v1/namespaces/default/secrets?watch=1&timeoutSeconds=1",
+        &[],
+        None,
+        Some(ALICE),
+    );
+    assert_eq!(c, 200, "{body}");
+    assert!(
+        body.contains("closed") && !body.contains("bGVhay1jYW5hcnktOTkzMQ=="),
+        "{body}"
+    );
+    // the admin still sees everything
+    let all = s.kubectl(&["get", "secrets", "-o", "json"]);
+    assert!(all.contains("bGVhay1jYW5hcnktOTkzMQ=="));
+}
