@@ -50,6 +50,7 @@ pub(crate) struct App {
     signer: Arc<TokenSigner>,
     /// Upstream behaviour: list and watch reveal every Secret value (`--list-reveals-values`).
     list_reveals_values: bool,
+    auditor: Option<crate::audit::Auditor>,
     pub(crate) shutdown: signal::Receiver<bool>,
     addr: SocketAddr,
 }
@@ -64,6 +65,7 @@ impl App {
         authz: Arc<Authorizer>,
         signer: Arc<TokenSigner>,
         list_reveals_values: bool,
+        auditor: Option<crate::audit::Auditor>,
         shutdown: signal::Receiver<bool>,
         addr: SocketAddr,
     ) -> Self {
@@ -73,6 +75,7 @@ impl App {
             authz,
             signer,
             list_reveals_values,
+            auditor,
             shutdown,
             addr,
         }
@@ -85,14 +88,14 @@ impl App {
         target: &Target,
         req: &http::request::Parts,
         query: &Query,
-    ) -> Result<(), ApiError> {
+    ) -> Result<String, ApiError> {
         let (verb, _, _) = crate::request::labels(&req.method, &req.uri);
         let name = query
             .get("fieldSelector")
             .and_then(|f| ward_api::selector::FieldSelector::parse(f).ok())
             .and_then(|f| f.requires_exact_match("metadata.name").map(str::to_owned));
         let attributes = authz::attributes(user, target, verb, req.uri.path(), name.as_deref());
-        self.authz.check(&attributes).map(|_| ())
+        self.authz.check(&attributes)
     }
 
     /// Applies `Impersonate-*` headers: the caller must hold `impersonate` on each user, group,
@@ -195,19 +198,34 @@ impl App {
         self: &Arc<Self>,
         req: Request<Incoming>,
         cert_user: Option<&UserInfo>,
-        _peer: SocketAddr,
+        peer: SocketAddr,
     ) -> Response<Body> {
-        match self.route(req, cert_user).await {
-            Ok(r) => r,
-            Err(e) => status_response(&e),
+        let mut audit = AuditState::default();
+        let result = self.route(req, cert_user, peer, &mut audit).await;
+        let (resp, status) = match result {
+            Ok(r) => (r, None),
+            Err(e) => (status_response(&e), Some(e.to_status())),
+        };
+        if let (Some(auditor), Some(event)) = (&self.auditor, audit.event.as_mut()) {
+            auditor.finish(
+                event,
+                resp.status().as_u16(),
+                status.as_ref(),
+                audit.decision.as_deref(),
+                audit.long_running,
+            );
         }
+        resp
     }
 
     async fn route(
         self: &Arc<Self>,
         req: Request<Incoming>,
         cert_user: Option<&UserInfo>,
+        peer: SocketAddr,
+        audit: &mut AuditState,
     ) -> Reply {
+        let received = SystemTime::now();
         let (req, incoming) = req.into_parts();
         let target = parse_path(req.uri.path());
         let get_only = |m: &Method| {
@@ -240,19 +258,43 @@ impl App {
             Some(p) => self.resolve(p).await,
             None => None,
         };
+        let (verb, _, _) = crate::request::labels(&req.method, &req.uri);
         let Some(user) = user else {
+            if let Some(auditor) = &self.auditor {
+                audit.event = auditor
+                    .begin(
+                        &req,
+                        peer,
+                        &UserInfo::default(),
+                        None,
+                        &target,
+                        verb,
+                        received,
+                    )
+                    .unwrap_or(None);
+            }
             // Read a little of any body so the client receives the 401 rather than a reset.
             let _ = read_body(&req.headers, incoming, UNAUTHENTICATED_BODY_BYTES).await;
             return Err(ApiError::unauthorized());
         };
+        let caller = user.clone();
+        let user = self.impersonate(user, &req.headers)?;
+        if let Some(auditor) = &self.auditor {
+            let impersonated = (user.username != caller.username).then_some(&user);
+            audit.event =
+                auditor.begin(&req, peer, &caller, impersonated, &target, verb, received)?;
+        }
+        let query = Query::parse(req.uri.query());
+        audit.decision = Some(self.authorize(&user, &target, &req, &query)?);
         let (ct, body) = if matches!(req.method, Method::GET | Method::HEAD) {
             (None, Bytes::new())
         } else {
             read_body(&req.headers, incoming, MAX_BODY_BYTES).await?
         };
-        let query = Query::parse(req.uri.query());
-        let user = self.impersonate(user, &req.headers)?;
-        self.authorize(&user, &target, &req, &query)?;
+        if let Some(event) = audit.event.as_mut() {
+            crate::audit::Auditor::request_body(event, ct.as_deref(), &body);
+        }
+        audit.long_running = verb == "watch";
         let include = IncludeObject::parse(query.get("includeObject").unwrap_or_default())
             .ok_or_else(|| {
                 ApiError::bad_request("includeObject must be None, Metadata or Object")
@@ -1280,6 +1322,15 @@ impl App {
             warn!("RBAC index rebuild after a write failed; the watch will retry");
         }
     }
+}
+
+/// What auditing learns while a request is routed.
+#[derive(Default)]
+struct AuditState {
+    event: Option<ward_audit::Event>,
+    /// The authorizer's reason when the request was allowed.
+    decision: Option<String>,
+    long_running: bool,
 }
 
 /// What one resource request carries.

@@ -143,6 +143,7 @@ pub(crate) async fn listen(
         authorizer,
         signer,
         opts.list_reveals_values,
+        crate::audit::Auditor::new(&opts.audit)?,
         rx.clone(),
         local_addr,
     ));

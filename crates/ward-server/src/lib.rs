@@ -9,6 +9,7 @@
 
 pub mod admin;
 mod api;
+mod audit;
 mod auth;
 mod authz;
 mod bootstrap;
@@ -27,6 +28,7 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
+pub use audit::AuditOptions;
 pub use http::ServerHandle;
 pub use satoken::DEFAULT_ISSUER as DEFAULT_SERVICE_ACCOUNT_ISSUER;
 
@@ -64,6 +66,8 @@ pub struct ServeOptions {
     /// List and watch return Secret values to anyone who may list, as upstream does
     /// (`--list-reveals-values`). Off by default: values go only to callers who may `get`.
     pub list_reveals_values: bool,
+    /// The audit policy and log.
+    pub audit: AuditOptions,
 }
 
 /// The etcd connection, with kube-apiserver's flag names.

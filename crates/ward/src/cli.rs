@@ -154,6 +154,25 @@ struct ServeArgs {
     /// behaviour). By default values go only to callers who may `get` that Secret.
     #[arg(long)]
     list_reveals_values: bool,
+    /// audit.k8s.io/v1 Policy file [default: every request at Metadata]; rules that would log
+    /// secret values are downgraded to Metadata.
+    #[arg(long)]
+    audit_policy_file: Option<PathBuf>,
+    /// Audit log file ("-" for standard output) [default: DATA_DIR/audit.log].
+    #[arg(long)]
+    audit_log_path: Option<PathBuf>,
+    /// Rotate the audit log at this size, in MiB.
+    #[arg(long, default_value_t = 100)]
+    audit_log_maxsize: u64,
+    /// Rotated audit logs to keep (0 = all).
+    #[arg(long, default_value_t = 10)]
+    audit_log_maxbackup: usize,
+    /// Days to keep rotated audit logs.
+    #[arg(long)]
+    audit_log_maxage: Option<u32>,
+    /// Refuse a request when its audit event cannot be written.
+    #[arg(long)]
+    audit_fail_closed: bool,
 }
 
 pub(crate) fn main() -> ExitCode {
@@ -226,6 +245,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             prefix: args.etcd_prefix,
         }),
         list_reveals_values: args.list_reveals_values,
+        audit: ward_server::AuditOptions {
+            policy_file: args.audit_policy_file,
+            log_path: Some(
+                args.audit_log_path
+                    .unwrap_or_else(|| data_dir.join("audit.log")),
+            ),
+            max_size_mb: args.audit_log_maxsize,
+            max_backups: args.audit_log_maxbackup,
+            max_age_days: args.audit_log_maxage,
+            fail_closed: args.audit_fail_closed,
+        },
     })
     .await?;
     eprintln!(

@@ -1,6 +1,7 @@
 //! End-to-end tests: a real `ward serve` process, driven by the real `kubectl` and by `curl` for
 //! raw protocol checks. One test binary (link time matters on 2 cores).
 
+mod audit;
 mod auth;
 mod etcd;
 mod harness;

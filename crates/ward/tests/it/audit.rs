@@ -1,0 +1,169 @@
+//! The audit log: every request, no value, policies sanitized, fail-closed.
+
+use crate::harness::{Server, json};
+
+fn events(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(json)
+        .collect()
+}
+
+#[test]
+fn default_policy_logs_every_request_without_values() {
+    let s = Server::start();
+    let canary = "audit-canary-5521";
+    s.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "a",
+        &format!("--from-literal=k={canary}"),
+    ]);
+    s.kubectl(&["get", "secret", "a", "-o", "yaml"]);
+    let _ = s.kubectl_with(&["get", "secret", "missing"], None, &[]);
+    let (c, _) = s.curl_as(
+        "GET",
+        "/api/v1/namespaces/default/secrets",
+        &[],
+        None,
+        Some("bad-token"),
+    );
+    assert_eq!(c, 401);
+    let log = s.data_dir.join("audit.log");
+    let text = std::fs::read_to_string(&log).expect("audit log");
+    assert!(
+        !text.contains(canary) && !text.contains("YXVkaXQtY2FuYXJ5LTU1MjE="),
+        "value in audit log"
+    );
+    let evs = events(&log);
+    let create = evs
+        .iter()
+        .find(|e| e["verb"] == "create" && e["objectRef"]["resource"] == "secrets")
+        .expect("create event");
+    assert_eq!(create["kind"], "Event");
+    assert_eq!(create["apiVersion"], "audit.k8s.io/v1");
+    assert_eq!(create["level"], "Metadata");
+    assert_eq!(create["stage"], "ResponseComplete");
+    assert_eq!(create["user"]["username"], "ward-admin");
+    assert_eq!(create["responseStatus"]["code"], 201);
+    assert_eq!(
+        create["annotations"]["authorization.k8s.io/decision"],
+        "allow"
+    );
+    assert!(create.get("requestObject").is_none());
+    assert!(evs.iter().any(|e| e["verb"] == "get"
+        && e["objectRef"]["name"] == "missing"
+        && e["responseStatus"]["code"] == 404));
+    assert!(
+        evs.iter().any(|e| e["responseStatus"]["code"] == 401),
+        "refused requests are audited"
+    );
+    assert_eq!(
+        std::fs::metadata(&log)
+            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+            .expect("mode"),
+        0o600
+    );
+}
+
+#[test]
+fn request_response_policies_never_record_secret_values() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let policy = tmp.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: RequestResponse\n",
+    )
+    .expect("policy");
+    let log = tmp.path().join("audit.log");
+    let s = Server::start_in(
+        &tmp.path().join("ward"),
+        &[
+            "--audit-policy-file",
+            policy.to_str().expect("utf8"),
+            "--audit-log-path",
+            log.to_str().expect("utf8"),
+        ],
+    );
+    assert!(
+        s.logs().contains("audit policy changed"),
+        "the downgrade is announced"
+    );
+    s.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "b",
+        "--from-literal=k=rr-canary-77",
+    ]);
+    s.kubectl(&["create", "configmap", "c", "--from-literal=k=cm-canary-78"]);
+    s.kubectl(&["create", "namespace", "recorded"]);
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        !text.contains("rr-canary-77") && !text.contains("cnItY2FuYXJ5LTc3"),
+        "secret value in audit log"
+    );
+    assert!(
+        !text.contains("cm-canary-78"),
+        "configmap value in audit log"
+    );
+    let evs = events(&log);
+    let secret = evs
+        .iter()
+        .find(|e| {
+            e["verb"] == "create"
+                && e["objectRef"]["resource"] == "secrets"
+                && e["stage"] == "ResponseComplete"
+        })
+        .expect("secret event");
+    assert_eq!(secret["level"], "Metadata");
+    let ns = evs
+        .iter()
+        .find(|e| {
+            e["verb"] == "create"
+                && e["objectRef"]["resource"] == "namespaces"
+                && e["stage"] == "ResponseComplete"
+        })
+        .expect("namespace event");
+    assert_eq!(ns["level"], "RequestResponse");
+    assert!(
+        ns.get("requestObject").is_some(),
+        "other resources keep their level: {ns}"
+    );
+}
+
+#[test]
+fn fail_closed_refuses_unauditable_requests() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let log_dir = tmp.path().join("audit");
+    std::fs::create_dir(&log_dir).expect("mkdir");
+    let log = log_dir.join("audit.log");
+    let s = Server::start_in(
+        &tmp.path().join("ward"),
+        &[
+            "--audit-log-path",
+            log.to_str().expect("utf8"),
+            "--audit-fail-closed",
+        ],
+    );
+    s.kubectl(&["get", "ns"]);
+    std::fs::remove_dir_all(&log_dir).expect("rm");
+    let (c, b) = s.curl(
+        "POST",
+        "/api/v1/namespaces/default/secrets",
+        &["Content-Type: application/json"],
+        Some(br#"{"metadata":{"name":"unaudited"},"data":{}}"#),
+    );
+    assert_eq!(c, 503, "{b}");
+    std::fs::create_dir(&log_dir).expect("mkdir");
+    let (c, _) = s.curl(
+        "GET",
+        "/api/v1/namespaces/default/secrets/unaudited",
+        &[],
+        None,
+    );
+    assert_eq!(c, 404, "the refused create changed nothing");
+}
