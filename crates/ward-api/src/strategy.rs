@@ -703,8 +703,7 @@ mod tests {
 
     #[test]
     fn rbac_objects_are_validated() {
-        let role =
-            crate::resources::lookup("rbac.authorization.k8s.io", "v1", "roles").expect("roles");
+        let role = lookup("rbac.authorization.k8s.io", "v1", "roles").expect("roles");
         let mut bad = json!({"metadata":{"name":"r"},"rules":[{"verbs":[],"resources":["secrets"]},
                              {"verbs":["get"],"nonResourceURLs":["/x"]}]});
         let e = prepare_create(role, &mut bad).expect_err("invalid");
@@ -721,9 +720,7 @@ mod tests {
                               "rules":[{"verbs":["get"],"apiGroups":[""],"resources":["secrets"]}]});
         prepare_create(role, &mut good).expect("valid");
 
-        let crb =
-            crate::resources::lookup("rbac.authorization.k8s.io", "v1", "clusterrolebindings")
-                .expect("crb");
+        let crb = lookup("rbac.authorization.k8s.io", "v1", "clusterrolebindings").expect("crb");
         let mut b = json!({"metadata":{"name":"b"},
                            "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"Role","name":"r"},
                            "subjects":[{"kind":"ServiceAccount","name":"sa"},{"kind":"Robot","name":"x"}]});
@@ -734,8 +731,7 @@ mod tests {
             vec!["roleRef.kind", "subjects[0].namespace", "subjects[1].kind"]
         );
 
-        let rb = crate::resources::lookup("rbac.authorization.k8s.io", "v1", "rolebindings")
-            .expect("rb");
+        let rb = lookup("rbac.authorization.k8s.io", "v1", "rolebindings").expect("rb");
         let old = json!({"metadata":{"name":"b"},
                          "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"Role","name":"r"}});
         let mut new = json!({"metadata":{"name":"b"},

@@ -162,10 +162,9 @@ pub fn redact(object: &mut Value) {
     if let Some(ann) = object
         .pointer_mut("/metadata/annotations")
         .and_then(Value::as_object_mut)
+        && ann.contains_key(LAST_APPLIED)
     {
-        if ann.contains_key(LAST_APPLIED) {
-            ann.insert(LAST_APPLIED.into(), json!("<redacted>"));
-        }
+        ann.insert(LAST_APPLIED.into(), json!("<redacted>"));
     }
 }
 

@@ -59,6 +59,7 @@ pub(crate) struct App {
 type Reply = Result<Response<Body>, ApiError>;
 
 impl App {
+    #[allow(clippy::too_many_arguments)] // built once, in `http::listen`
     pub(crate) fn new(
         store: ObjectStore,
         auth: Authenticator,
@@ -114,11 +115,11 @@ impl App {
         let uid = values("impersonate-uid").into_iter().next();
         let mut extra: std::collections::BTreeMap<String, Vec<String>> = Default::default();
         for (name, value) in headers {
-            if let Some(key) = name.as_str().strip_prefix("impersonate-extra-") {
-                if let Ok(v) = value.to_str() {
-                    let key = crate::request::percent_decode(key);
-                    extra.entry(key).or_default().push(v.to_owned());
-                }
+            if let Some(key) = name.as_str().strip_prefix("impersonate-extra-")
+                && let Ok(v) = value.to_str()
+            {
+                let key = crate::request::percent_decode(key);
+                extra.entry(key).or_default().push(v.to_owned());
             }
         }
         let Some(target_user) = target_user else {
@@ -586,15 +587,7 @@ impl App {
     async fn create(&self, ctx: &Ctx, ct: Option<String>, body: Bytes) -> Reply {
         let info = ctx.p.info;
         let dry_run = ctx.query.dry_run()?;
-        let kind = body_type(ct.as_deref())
-            .filter(|t| matches!(t, BodyType::Json | BodyType::Yaml | BodyType::Protobuf))
-            .ok_or_else(|| {
-                ApiError::unsupported_media_type(
-                    ct.as_deref().unwrap_or_default(),
-                    ACCEPTED_BODY_TYPES,
-                )
-            })?;
-        let mut obj = decode_object(kind, &body)?;
+        let mut obj = decode_body(ct.as_deref(), &body)?;
         let warnings = check_body(info, &mut obj, &ctx.query)?;
         let ns = ctx.ns();
         if let Some(ns) = ns {
@@ -648,15 +641,7 @@ impl App {
         let info = ctx.p.info;
         let name = ctx.name();
         let dry_run = ctx.query.dry_run()?;
-        let kind = body_type(ct.as_deref())
-            .filter(|t| matches!(t, BodyType::Json | BodyType::Yaml | BodyType::Protobuf))
-            .ok_or_else(|| {
-                ApiError::unsupported_media_type(
-                    ct.as_deref().unwrap_or_default(),
-                    ACCEPTED_BODY_TYPES,
-                )
-            })?;
-        let mut obj = decode_object(kind, &body)?;
+        let mut obj = decode_body(ct.as_deref(), &body)?;
         let warnings = check_body(info, &mut obj, &ctx.query)?;
         check_identity(info, &obj, ctx.ns(), name)?;
         strategy::metadata_mut(&mut obj).insert("name".into(), json!(name));
@@ -912,25 +897,15 @@ impl App {
         let info = p.info;
         let ns = p.namespace.as_deref().unwrap_or_default();
         let name = p.name.as_deref().unwrap_or_default();
-        let kind = body_type(ct.as_deref())
-            .filter(|t| matches!(t, BodyType::Json | BodyType::Yaml | BodyType::Protobuf))
-            .ok_or_else(|| {
-                ApiError::unsupported_media_type(
-                    ct.as_deref().unwrap_or_default(),
-                    ACCEPTED_BODY_TYPES,
-                )
-            })?;
-        let request = decode_object(kind, &body)?;
+        let request = decode_body(ct.as_deref(), &body)?;
         if let Some(k) = request
             .get("kind")
             .and_then(Value::as_str)
-            .filter(|k| !k.is_empty())
+            .filter(|k| !k.is_empty() && *k != "TokenRequest")
         {
-            if k != "TokenRequest" {
-                return Err(ApiError::bad_request(format!(
-                    "expected a TokenRequest, got {k}"
-                )));
-            }
+            return Err(ApiError::bad_request(format!(
+                "expected a TokenRequest, got {k}"
+            )));
         }
         let (sa, _) = self
             .store
@@ -1001,15 +976,7 @@ impl App {
 
     fn review(&self, ctx: &Ctx, ct: Option<String>, body: Bytes) -> Reply {
         let info = ctx.p.info;
-        let kind = body_type(ct.as_deref())
-            .filter(|t| matches!(t, BodyType::Json | BodyType::Yaml | BodyType::Protobuf))
-            .ok_or_else(|| {
-                ApiError::unsupported_media_type(
-                    ct.as_deref().unwrap_or_default(),
-                    ACCEPTED_BODY_TYPES,
-                )
-            })?;
-        let mut obj = decode_object(kind, &body)?;
+        let mut obj = decode_body(ct.as_deref(), &body)?;
         check_body(info, &mut obj, &ctx.query)?;
         match info.kind {
             "SelfSubjectReview" => {
@@ -1539,6 +1506,17 @@ fn json_error_position(e: &serde_json::Error) -> String {
         e.line(),
         e.column()
     )
+}
+
+/// Decodes an object body (JSON, YAML or protobuf, by `Content-Type`): `Err` 415 for another
+/// media type, 400 for an undecodable body.
+fn decode_body(content_type: Option<&str>, body: &[u8]) -> Result<Value, ApiError> {
+    let kind = body_type(content_type)
+        .filter(|t| matches!(t, BodyType::Json | BodyType::Yaml | BodyType::Protobuf))
+        .ok_or_else(|| {
+            ApiError::unsupported_media_type(content_type.unwrap_or_default(), ACCEPTED_BODY_TYPES)
+        })?;
+    decode_object(kind, body)
 }
 
 /// Decodes a request body into a JSON object. Error messages never quote the body.

@@ -297,10 +297,10 @@ fn resource_attributes(
         a = a.in_namespace(ns);
     }
     // A namespace object is "in" its own namespace, as upstream's request info has it.
-    if p.info.kind == "Namespace" {
-        if let Some(name) = &p.name {
-            a = a.in_namespace(name);
-        }
+    if p.info.kind == "Namespace"
+        && let Some(name) = &p.name
+    {
+        a = a.in_namespace(name);
     }
     match (&p.name, field_selector_name) {
         (Some(name), _) => a = a.with_name(name),

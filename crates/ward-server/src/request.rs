@@ -300,6 +300,44 @@ pub(crate) fn body_type(content_type: Option<&str>) -> Option<BodyType> {
     }
 }
 
+/// `(verb, group, resource)` of a request, for metrics and logs: the Kubernetes verb for resource
+/// requests, the lower-case method for others (resource `""`).
+pub(crate) fn labels(
+    method: &http::Method,
+    uri: &http::Uri,
+) -> (&'static str, &'static str, &'static str) {
+    match parse_path(uri.path()) {
+        Target::Resource(p) => {
+            let item = p.name.is_some();
+            let watch = Query::parse(uri.query()).flag("watch");
+            let verb = match (method.as_str(), item) {
+                ("GET" | "HEAD", true) => "get",
+                ("GET" | "HEAD", false) if watch => "watch",
+                ("GET" | "HEAD", false) => "list",
+                ("POST", _) => "create",
+                ("PUT", _) => "update",
+                ("PATCH", _) => "patch",
+                ("DELETE", true) => "delete",
+                ("DELETE", false) => "deletecollection",
+                _ => "other",
+            };
+            (verb, p.info.group, p.info.resource)
+        }
+        _ => {
+            let verb = match method.as_str() {
+                "GET" => "get",
+                "HEAD" => "head",
+                "POST" => "post",
+                "PUT" => "put",
+                "PATCH" => "patch",
+                "DELETE" => "delete",
+                _ => "other",
+            };
+            (verb, "", "")
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,43 +411,5 @@ mod tests {
             negotiate(None, IncludeObject::Metadata).expect("ok"),
             Output::Json
         );
-    }
-}
-
-/// `(verb, group, resource)` of a request, for metrics and logs: the Kubernetes verb for resource
-/// requests, the lower-case method for others (resource `""`).
-pub(crate) fn labels(
-    method: &http::Method,
-    uri: &http::Uri,
-) -> (&'static str, &'static str, &'static str) {
-    match parse_path(uri.path()) {
-        Target::Resource(p) => {
-            let item = p.name.is_some();
-            let watch = Query::parse(uri.query()).flag("watch");
-            let verb = match (method.as_str(), item) {
-                ("GET" | "HEAD", true) => "get",
-                ("GET" | "HEAD", false) if watch => "watch",
-                ("GET" | "HEAD", false) => "list",
-                ("POST", _) => "create",
-                ("PUT", _) => "update",
-                ("PATCH", _) => "patch",
-                ("DELETE", true) => "delete",
-                ("DELETE", false) => "deletecollection",
-                _ => "other",
-            };
-            (verb, p.info.group, p.info.resource)
-        }
-        _ => {
-            let verb = match method.as_str() {
-                "GET" => "get",
-                "HEAD" => "head",
-                "POST" => "post",
-                "PUT" => "put",
-                "PATCH" => "patch",
-                "DELETE" => "delete",
-                _ => "other",
-            };
-            (verb, "", "")
-        }
     }
 }

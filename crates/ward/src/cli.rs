@@ -16,6 +16,7 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 enum Command {
     /// Run the Kubernetes-API-compatible server for Secrets, ConfigMaps and Namespaces.
     #[command(after_help = SERVE_EXAMPLES)]
@@ -237,7 +238,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         service_account_signing_key_file: args.service_account_signing_key_file,
         service_account_issuer: args.service_account_issuer,
         api_audiences: args.api_audiences,
-        etcd: (!args.etcd_servers.is_empty()).then(|| ward_server::EtcdConfig {
+        etcd: (!args.etcd_servers.is_empty()).then_some(ward_server::EtcdConfig {
             servers: args.etcd_servers,
             ca_file: args.etcd_cafile,
             cert_file: args.etcd_certfile,

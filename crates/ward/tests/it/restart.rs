@@ -251,7 +251,7 @@ fn storage_encode_and_decode_cli() {
     let shown = decode(&["--show-values", "-o", "yaml"]);
     assert!(String::from_utf8_lossy(&shown.stdout).contains("password: aHVudGVyMg=="));
     // a wrong key (AAD/path) or a tampered value is a clear error
-    let mut bad = out.stdout.clone();
+    let mut bad = out.stdout;
     let last = bad.len() - 1;
     bad[last] ^= 1;
     std::fs::write(value.path(), &bad).expect("write");
