@@ -24,6 +24,42 @@ enum Command {
     /// Read or write stored values offline (kube-apiserver's etcd bytes, or Ward's).
     #[command(subcommand)]
     Storage(StorageCommand),
+    /// Re-encrypt stored objects through the API with the server's current first key.
+    #[command(after_help = REWRITE_EXAMPLES)]
+    Rewrite(RewriteArgs),
+}
+
+const REWRITE_EXAMPLES: &str = "\
+Key rotation, step by step (one server; with several, restart them all at each step):
+  1. Add the new key as the SECOND key of the provider in the encryption config; restart.
+  2. Make it the FIRST key (the old one second); restart.
+  3. ward rewrite --kubeconfig admin.kubeconfig        # every secret and configmap
+  4. Remove the old key; restart.
+
+Examples:
+  ward rewrite --resources secrets --namespace prod
+  ward rewrite --state-file rewrite.state   # re-run the same command to resume";
+
+#[derive(clap::Args, Debug)]
+struct RewriteArgs {
+    /// kubeconfig of an admin [default: $KUBECONFIG or ~/.kube/config]
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// kubeconfig context [default: the current context]
+    #[arg(long)]
+    context: Option<String>,
+    /// Resources to rewrite (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "secrets,configmaps")]
+    resources: Vec<String>,
+    /// Only this namespace [default: all namespaces]
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
+    /// Save progress here so an interrupted run resumes.
+    #[arg(long)]
+    state_file: Option<PathBuf>,
+    /// Objects per list page.
+    #[arg(long, default_value_t = 500)]
+    page_size: usize,
 }
 
 #[derive(Subcommand, Debug)]
@@ -198,6 +234,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Storage(StorageCommand::Decode(args)) => storage_decode(args),
         Command::Storage(StorageCommand::Encode(args)) => storage_encode(args),
+        Command::Rewrite(args) => runtime.block_on(rewrite(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -326,5 +363,51 @@ fn storage_encode(args: EncodeArgs) -> anyhow::Result<()> {
     let object = read_input(&args.filename)?;
     let bytes = ward_server::admin::encode(&args.encryption_provider_config, &args.key, &object)?;
     std::io::stdout().write_all(&bytes)?;
+    Ok(())
+}
+
+struct Bar(Option<indicatif::ProgressBar>);
+
+impl ward_client::rewrite::Progress for Bar {
+    fn start(&mut self, resource: &str, total: u64) {
+        if let Some(b) = self.0.take() {
+            b.finish();
+        }
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg:12} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_message(resource.to_owned());
+        self.0 = Some(bar);
+    }
+
+    fn done(&mut self) {
+        if let Some(b) = &self.0 {
+            b.inc(1);
+        }
+    }
+}
+
+async fn rewrite(args: RewriteArgs) -> anyhow::Result<()> {
+    let client =
+        ward_client::Client::from_kubeconfig(args.kubeconfig.as_deref(), args.context.as_deref())?;
+    let opts = ward_client::rewrite::RewriteOptions {
+        resources: args.resources,
+        namespace: args.namespace,
+        state_file: args.state_file,
+        page_size: args.page_size,
+    };
+    let mut bar = Bar(None);
+    let report = ward_client::rewrite::rewrite(&client, &opts, &mut bar).await?;
+    if let Some(b) = bar.0.take() {
+        b.finish();
+    }
+    println!(
+        "rewritten: {}  changed meanwhile: {}  deleted meanwhile: {}  done by an earlier run: {}",
+        report.rewritten, report.conflicts, report.gone, report.resumed
+    );
     Ok(())
 }

@@ -94,3 +94,104 @@ fn two_replicas_on_one_etcd() {
             .contains("secret/shared")
     );
 }
+
+fn write_config(path: &std::path::Path, keys: &[(&str, &str)]) {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut text = String::from(
+        "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [secrets, configmaps]\n  providers:\n  - aesgcm:\n      keys:\n",
+    );
+    for (name, secret) in keys {
+        text.push_str(&format!("      - name: {name}\n        secret: {secret}\n"));
+    }
+    text.push_str("  - identity: {}\n");
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .expect("config");
+    std::io::Write::write_all(&mut f, text.as_bytes()).expect("write");
+}
+
+#[test]
+fn key_rotation_with_ward_rewrite() {
+    const K1: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    const K2: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+    let etcd = Etcd::start();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("ward");
+    let cfg = tmp.path().join("enc.yaml");
+    let start = |dir: &std::path::Path| {
+        Server::start_in(
+            dir,
+            &[
+                "--etcd-servers",
+                &etcd.url,
+                "--encryption-provider-config",
+                cfg.to_str().expect("utf8"),
+            ],
+        )
+    };
+    write_config(&cfg, &[("key1", K1)]);
+    let mut s = start(&dir);
+    for i in 0..25 {
+        s.kubectl(&[
+            "create",
+            "secret",
+            "generic",
+            &format!("r{i}"),
+            &format!("--from-literal=v=value-{i}"),
+        ]);
+    }
+    s.kubectl(&["create", "configmap", "cm", "--from-literal=a=b"]);
+    let prefix_of = |name: &str| {
+        let raw = etcd
+            .get(&format!("/registry/secrets/default/{name}"))
+            .expect("stored");
+        String::from_utf8_lossy(&raw[..raw.len().min(24)]).into_owned()
+    };
+    assert!(prefix_of("r0").starts_with("k8s:enc:aesgcm:v1:key1:"));
+    s.stop();
+
+    // key2 first, key1 still readable; rewrite everything
+    write_config(&cfg, &[("key2", K2), ("key1", K1)]);
+    let s = start(&dir);
+    let state = tmp.path().join("rewrite.state");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["rewrite", "--page-size", "7", "--kubeconfig"])
+        .arg(s.kubeconfig())
+        .arg("--state-file")
+        .arg(&state)
+        .output()
+        .expect("ward rewrite");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("rewritten: 26"), "{text}");
+    assert!(
+        !state.exists(),
+        "the state file is removed after a complete run"
+    );
+    for i in 0..25 {
+        assert!(
+            prefix_of(&format!("r{i}")).starts_with("k8s:enc:aesgcm:v1:key2:"),
+            "r{i} not rotated"
+        );
+    }
+    drop(s);
+
+    // the old key removed: everything still reads
+    write_config(&cfg, &[("key2", K2)]);
+    let s = start(&dir);
+    let v = s.kubectl(&["get", "secret", "r24", "-o", "jsonpath={.data.v}"]);
+    assert_eq!(B64.decode(v.trim()).expect("b64"), b"value-24");
+    assert_eq!(
+        s.kubectl(&["get", "secrets", "-o", "name"]).lines().count(),
+        25
+    );
+}
