@@ -27,6 +27,8 @@ enum Command {
     /// Re-encrypt stored objects through the API with the server's current first key.
     #[command(after_help = REWRITE_EXAMPLES)]
     Rewrite(RewriteArgs),
+    /// Find where Secrets are exposed: manifests, dumps, encryption configs, audit policies.
+    Scan(ward_scan::ScanArgs),
 }
 
 const REWRITE_EXAMPLES: &str = "\
@@ -230,11 +232,22 @@ pub(crate) fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Command::Scan(args) = cli.command {
+        // Exit 0 clean, 1 findings at --fail-on or worse, 2 for errors.
+        return match ward_scan::run(args, &mut std::io::stdout().lock()) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let result = match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Storage(StorageCommand::Decode(args)) => storage_decode(args),
         Command::Storage(StorageCommand::Encode(args)) => storage_encode(args),
         Command::Rewrite(args) => runtime.block_on(rewrite(args)),
+        Command::Scan(_) => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,3 +9,4 @@ mod kubectl_suite;
 mod protocol;
 mod rbac;
 mod restart;
+mod scan;

@@ -1,0 +1,217 @@
+//! `ward scan`: the arguments and the run function the `ward` binary dispatches to.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use crate::{ScanError, Scanner, SecretRef, Severity, SubjectRef, WhoCanOptions};
+
+/// Find where Kubernetes Secrets are exposed: in manifests, RBAC, audit policies, encryption
+/// configuration and control-plane static pods.
+#[derive(clap::Args, Debug, Clone)]
+#[command(
+    after_help = EXAMPLES,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+#[non_exhaustive]
+pub struct ScanArgs {
+    /// A query instead of a scan.
+    #[command(subcommand)]
+    pub command: Option<ScanCommand>,
+    /// Files or directories to scan; `-` reads standard input. Directories are searched
+    /// recursively for *.yaml, *.yml and *.json (hidden directories are skipped).
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    /// Exit with status 1 when a finding of this severity or worse is reported.
+    #[arg(long, value_enum, value_name = "SEVERITY")]
+    pub fail_on: Option<Severity>,
+}
+
+/// How `ward scan` prints its findings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[non_exhaustive]
+pub enum OutputFormat {
+    /// `{"findings":[...]}`.
+    Json,
+    /// SARIF 2.1.0, for code-scanning tools.
+    Sarif,
+    /// A table grouped by severity, worst first.
+    Table,
+}
+
+/// Queries over the scanned objects.
+#[derive(clap::Subcommand, Debug, Clone)]
+#[non_exhaustive]
+pub enum ScanCommand {
+    /// Who can obtain the value of a Secret, and how, from the RBAC objects in the given files.
+    #[command(after_help = WHO_CAN_EXAMPLES)]
+    WhoCan(WhoCanArgs),
+}
+
+/// `ward scan who-can read secret NAMESPACE/NAME PATH...`.
+#[derive(clap::Args, Debug, Clone)]
+#[non_exhaustive]
+pub struct WhoCanArgs {
+    /// What the subjects would do.
+    #[arg(value_enum)]
+    pub action: WhoCanAction,
+    /// The kind of object.
+    #[arg(value_enum)]
+    pub kind: WhoCanKind,
+    /// The Secret: NAMESPACE/NAME, or NAMESPACE/* for any Secret of the namespace.
+    #[arg(value_name = "NAMESPACE/NAME")]
+    pub secret: SecretRef,
+    /// Files or directories with Roles, ClusterRoles and their bindings; `-` reads standard
+    /// input.
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Only show the paths of this subject: User:NAME, Group:NAME,
+    /// ServiceAccount:NAMESPACE/NAME or system:serviceaccount:NAMESPACE:NAME.
+    #[arg(long, value_name = "KIND:NAME")]
+    pub subject: Option<SubjectRef>,
+    /// Namespace of Roles and RoleBindings that have none (as `kubectl apply -n` would set).
+    #[arg(long, value_name = "NAMESPACE", default_value = "default")]
+    pub default_namespace: String,
+    /// Do not add the built-in ClusterRoles and bindings (cluster-admin for system:masters,
+    /// admin, edit, view) to the scanned ones.
+    #[arg(long)]
+    pub no_builtin_roles: bool,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = WhoCanFormat::Table)]
+    pub output: WhoCanFormat,
+}
+
+/// The action of a who-can query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[non_exhaustive]
+pub enum WhoCanAction {
+    /// Obtain the value, directly or indirectly.
+    Read,
+}
+
+/// The kind of object of a who-can query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[non_exhaustive]
+pub enum WhoCanKind {
+    /// A Secret.
+    #[value(alias = "secrets")]
+    Secret,
+}
+
+/// How `who-can` prints its answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[non_exhaustive]
+pub enum WhoCanFormat {
+    /// `{"secret":{..},"paths":[..],"warnings":[..]}`.
+    Json,
+    /// One line per subject and binding.
+    Table,
+}
+
+const WHO_CAN_EXAMPLES: &str = "\
+Examples:
+  # Everyone who can read Secret db-password in namespace shop, and how
+  kubectl get roles,rolebindings,clusterroles,clusterrolebindings -A -o yaml \\
+    | ward scan who-can read secret shop/db-password -
+
+  # Can the CI service account get at any Secret of shop?
+  ward scan who-can read secret 'shop/*' rbac/ --subject ServiceAccount:ci/deployer
+
+Direct paths are get, list and watch on the Secret. Indirect paths are creating or changing
+pods and workloads in the namespace, exec, impersonating a reader, minting a reader's token,
+escalate/bind on roles, and nodes/proxy. Groups are shown as groups: who is in them is not
+known from manifests.";
+
+const EXAMPLES: &str = "\
+Examples:
+  # Scan a repository of manifests and a Helm chart's output
+  ward scan deploy/
+  helm template my-release ./chart | ward scan -
+
+  # Scan everything in a cluster, without contacting it from ward
+  kubectl get all,configmaps,serviceaccounts,roles,rolebindings,clusterroles,clusterrolebindings -A -o yaml \\
+    | ward scan -
+
+  # A control-plane node: static pods, encryption config and audit policy
+  ward scan /etc/kubernetes/manifests /etc/kubernetes/enc.yaml /etc/kubernetes/audit-policy.yaml
+
+  # In CI: SARIF for code scanning, and fail the job on high or critical findings
+  ward scan -o sarif --fail-on high deploy/ > ward.sarif
+
+  # Who can read a Secret, through the scanned RBAC objects
+  ward scan who-can read secret shop/db-password rbac/
+
+Rules: secret-env-var, secret-like-configmap, literal-credential-env, rbac-secret-read,
+rbac-implied-secret-access, rbac-escalation, hostpath-mount, privileged-node-access,
+encryption-missing, encryption-identity-first, encryption-resource-uncovered,
+encryption-weak-provider, encryption-key-colocated, etcd-transport-insecure,
+audit-logs-secret-values, secret-file-mode, secret-subpath-mount, sa-token-automount,
+legacy-sa-token-secret.
+
+Exit status: 0, or 1 when --fail-on is given and a finding at or above it was reported.
+Findings never contain secret values: only names, paths and what looked wrong.";
+
+/// Runs `ward scan` (or `ward scan who-can`): reads every path (`-` is standard input), writes
+/// the report to `out`, and returns the exit status.
+///
+/// # Returns
+/// - `Ok(0)`: the scan ran; no `--fail-on`, or no finding at or above it; or who-can answered.
+/// - `Ok(1)`: a finding at or above `--fail-on` was reported.
+///
+/// # Errors
+/// - [`ScanError::Read`], [`ScanError::NotUtf8`], [`ScanError::TooLarge`]: a named path or
+///   standard input could not be read (files found in a directory walk that fail to parse are
+///   skipped and listed in the report instead);
+/// - [`ScanError::Parse`]: a named file or standard input is not YAML or JSON;
+/// - [`ScanError::Write`]: `out` failed.
+///
+/// The caller should print the error and exit with status 2, so that 1 keeps meaning "findings".
+pub fn run(args: ScanArgs, out: &mut dyn Write) -> Result<u8, ScanError> {
+    if let Some(ScanCommand::WhoCan(who)) = args.command {
+        return who_can(who, out);
+    }
+    let scanner = scan_paths(&args.paths)?;
+    let report = scanner.finish();
+    match args.output {
+        OutputFormat::Json => report.write_json(out)?,
+        OutputFormat::Sarif => report.write_sarif(out)?,
+        OutputFormat::Table => report.write_table(out)?,
+    }
+    out.flush()?;
+    let failed = args
+        .fail_on
+        .is_some_and(|threshold| report.findings.iter().any(|f| f.severity >= threshold));
+    Ok(u8::from(failed))
+}
+
+/// `who-can`: always exit status 0 once answered.
+fn who_can(args: WhoCanArgs, out: &mut dyn Write) -> Result<u8, ScanError> {
+    let scanner = scan_paths(&args.paths)?;
+    let options = WhoCanOptions {
+        builtin_roles: !args.no_builtin_roles,
+        default_namespace: args.default_namespace,
+        subject: args.subject,
+    };
+    let report = scanner.who_can_read(&args.secret, &options);
+    match args.output {
+        WhoCanFormat::Json => report.write_json(out)?,
+        WhoCanFormat::Table => report.write_table(out)?,
+    }
+    out.flush()?;
+    Ok(0)
+}
+
+fn scan_paths(paths: &[PathBuf]) -> Result<Scanner, ScanError> {
+    let mut scanner = Scanner::new();
+    for path in paths {
+        if path.as_os_str() == "-" {
+            scanner.add_reader("-", io::stdin().lock())?;
+        } else {
+            scanner.add_path(path)?;
+        }
+    }
+    Ok(scanner)
+}

@@ -1,0 +1,212 @@
+//! The three formats: JSON shape, SARIF 2.1.0 structure, and the table as a golden file.
+
+use std::path::Path;
+
+use serde_json::Value;
+use ward_scan::{Report, Rule, Scanner};
+
+use crate::fixtures;
+
+/// The fixture set behind the output tests, scanned with paths relative to the fixtures
+/// directory so the outputs do not depend on where the repository is checked out.
+fn report() -> Report {
+    let mut scanner = Scanner::new();
+    for name in [
+        "seed-deployment.yaml",
+        "helm-output.yaml",
+        "control-plane/encryption.yaml",
+        "control-plane/audit-policy.yaml",
+        "control-plane/manifests/kube-apiserver.yaml",
+        "control-plane/manifests/etcd.yaml",
+    ] {
+        let text = std::fs::read_to_string(fixtures().join(name)).unwrap();
+        scanner.add_str(name, &text).unwrap();
+    }
+    scanner.finish()
+}
+
+fn json_of(write: impl FnOnce(&mut Vec<u8>)) -> Value {
+    let mut out = Vec::new();
+    write(&mut out);
+    serde_json::from_slice(&out).expect("valid JSON")
+}
+
+#[test]
+fn json_has_exactly_the_documented_shape() {
+    let report = report();
+    let json = json_of(|out| report.write_json(out).unwrap());
+    let top: Vec<&String> = json.as_object().unwrap().keys().collect();
+    assert_eq!(top, ["findings"]);
+    let findings = json["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), report.findings.len());
+    assert!(!findings.is_empty());
+    for finding in findings {
+        let keys: Vec<&String> = finding.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "rule", "severity", "threat", "resource", "file", "path", "message", "fix"
+            ]
+        );
+        let resource: Vec<&String> = finding["resource"].as_object().unwrap().keys().collect();
+        assert_eq!(resource, ["apiVersion", "kind", "namespace", "name"]);
+        assert!(Rule::ALL.iter().any(|r| r.id() == finding["rule"]));
+        assert!(
+            ["critical", "high", "medium", "low", "info"]
+                .contains(&finding["severity"].as_str().unwrap())
+        );
+        assert!(
+            ["at-rest", "in-transit", "api", "node"].contains(&finding["threat"].as_str().unwrap())
+        );
+        for key in ["file", "path", "message", "fix"] {
+            assert!(finding[key].is_string(), "{key}");
+        }
+    }
+    let seed = findings
+        .iter()
+        .find(|f| f["rule"] == "secret-env-var" && f["file"] == "seed-deployment.yaml")
+        .unwrap();
+    assert_eq!(seed["severity"], "medium");
+    assert_eq!(seed["threat"], "node");
+    assert_eq!(
+        seed["resource"],
+        serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "namespace": "default", "name": "my-app"})
+    );
+    assert_eq!(
+        seed["path"],
+        "spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef"
+    );
+    // Config files have no metadata: namespace and name are null.
+    let enc = findings
+        .iter()
+        .find(|f| f["resource"]["kind"] == "EncryptionConfiguration")
+        .unwrap();
+    assert!(enc["resource"]["name"].is_null() && enc["resource"]["namespace"].is_null());
+}
+
+#[test]
+fn empty_json_report() {
+    let report = Scanner::new().finish();
+    let json = json_of(|out| report.write_json(out).unwrap());
+    assert_eq!(json, serde_json::json!({"findings": []}));
+}
+
+/// Checks the SARIF 2.1.0 requirements a consumer (GitHub code scanning, the SARIF validator)
+/// relies on: required properties, enum values, and consistency between results and rules.
+fn validate_sarif(sarif: &Value) {
+    assert_eq!(sarif["version"], "2.1.0");
+    assert!(sarif["$schema"].as_str().unwrap().contains("sarif-2.1.0"));
+    let runs = sarif["runs"].as_array().expect("runs is an array");
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0];
+    let driver = &run["tool"]["driver"];
+    assert!(driver["name"].as_str().is_some_and(|n| !n.is_empty()));
+    let rules = driver["rules"].as_array().expect("driver.rules");
+    assert_eq!(rules.len(), Rule::ALL.len());
+    let mut ids = Vec::new();
+    for rule in rules {
+        let id = rule["id"].as_str().expect("rule id");
+        ids.push(id);
+        assert!(
+            rule["shortDescription"]["text"]
+                .as_str()
+                .is_some_and(|t| !t.is_empty())
+        );
+        assert!(rule["fullDescription"]["text"].is_string());
+        assert!(
+            ["none", "note", "warning", "error"]
+                .contains(&rule["defaultConfiguration"]["level"].as_str().unwrap())
+        );
+        let score: f64 = rule["properties"]["security-severity"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((0.0..=10.0).contains(&score));
+    }
+    let mut unique = ids.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "rule ids are unique");
+    let results = run["results"].as_array().expect("results is an array");
+    for result in results {
+        let rule_id = result["ruleId"].as_str().expect("ruleId");
+        let index = result["ruleIndex"].as_u64().expect("ruleIndex") as usize;
+        assert_eq!(ids[index], rule_id, "ruleIndex points at ruleId");
+        assert!(["none", "note", "warning", "error"].contains(&result["level"].as_str().unwrap()));
+        assert!(
+            result["message"]["text"]
+                .as_str()
+                .is_some_and(|t| !t.is_empty())
+        );
+        let locations = result["locations"].as_array().expect("locations");
+        assert!(!locations.is_empty());
+        for location in locations {
+            let physical = &location["physicalLocation"];
+            let uri = physical["artifactLocation"]["uri"].as_str().expect("uri");
+            assert!(!uri.is_empty() && !uri.contains(' ') && !uri.contains('\\'));
+            if let Some(region) = physical.get("region") {
+                assert!(region["startLine"].as_u64().expect("startLine") >= 1);
+            }
+        }
+    }
+}
+
+#[test]
+fn sarif_is_structurally_valid() {
+    let report = report();
+    let sarif = json_of(|out| report.write_sarif(out).unwrap());
+    validate_sarif(&sarif);
+    let results = sarif["runs"][0]["results"].as_array().unwrap();
+    assert_eq!(results.len(), report.findings.len());
+    let seed = results
+        .iter()
+        .find(|r| {
+            r["ruleId"] == "secret-env-var"
+                && r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+                    == "seed-deployment.yaml"
+        })
+        .unwrap();
+    assert_eq!(seed["level"], "warning");
+    assert_eq!(
+        seed["locations"][0]["physicalLocation"]["region"]["startLine"],
+        24
+    );
+    assert_eq!(
+        seed["locations"][0]["logicalLocations"][0]["fullyQualifiedName"],
+        "default/Deployment/my-app#spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef"
+    );
+    let critical = results.iter().filter(|r| r["level"] == "error").count();
+    assert!(critical > 0);
+
+    let empty = json_of(|out| Scanner::new().finish().write_sarif(out).unwrap());
+    validate_sarif(&empty);
+    assert_eq!(empty["runs"][0]["results"], serde_json::json!([]));
+}
+
+#[test]
+fn table_matches_golden_file() {
+    let report = report();
+    let mut out = Vec::new();
+    report.write_table(&mut out).unwrap();
+    let table = String::from_utf8(out).unwrap();
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/table.txt");
+    if std::env::var_os("WARD_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden, &table).unwrap();
+    }
+    let expected = std::fs::read_to_string(&golden)
+        .expect("tests/golden/table.txt exists (WARD_UPDATE_GOLDEN=1 writes it)");
+    assert_eq!(
+        table, expected,
+        "run with WARD_UPDATE_GOLDEN=1 and review the diff"
+    );
+}
+
+#[test]
+fn empty_table() {
+    let mut out = Vec::new();
+    Scanner::new().finish().write_table(&mut out).unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "No findings in 0 objects in 0 files.\n"
+    );
+}
