@@ -100,7 +100,7 @@ struct DecodeArgs {
     /// Output format.
     #[arg(short = 'o', long, default_value = "json", value_parser = ["json", "yaml"])]
     output: String,
-    /// Print Secret values instead of <redacted>.
+    /// Print Secret values instead of `<redacted>`.
     #[arg(long)]
     show_values: bool,
 }
