@@ -6,6 +6,7 @@
 //!
 //! It must never depend on a storage backend, an HTTP stack or a crypto crate.
 
+pub mod managed;
 pub mod patch;
 pub mod protobuf;
 pub mod resources;

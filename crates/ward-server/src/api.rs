@@ -278,6 +278,13 @@ impl App {
             let _ = read_body(&req.headers, incoming, UNAUTHENTICATED_BODY_BYTES).await;
             return Err(ApiError::unauthorized());
         };
+        // The body is read before any other refusal, so that a client always receives the
+        // Status (an unread body makes HTTP/2 reset the stream).
+        let (ct, body) = if matches!(req.method, Method::GET | Method::HEAD) {
+            (None, Bytes::new())
+        } else {
+            read_body(&req.headers, incoming, MAX_BODY_BYTES).await?
+        };
         let caller = user.clone();
         let user = self.impersonate(user, &req.headers)?;
         if let Some(auditor) = &self.auditor {
@@ -287,11 +294,6 @@ impl App {
         }
         let query = Query::parse(req.uri.query());
         audit.decision = Some(self.authorize(&user, &target, &req, &query)?);
-        let (ct, body) = if matches!(req.method, Method::GET | Method::HEAD) {
-            (None, Bytes::new())
-        } else {
-            read_body(&req.headers, incoming, MAX_BODY_BYTES).await?
-        };
         if let Some(event) = audit.event.as_mut() {
             crate::audit::Auditor::request_body(event, ct.as_deref(), &body);
         }
@@ -407,8 +409,15 @@ impl App {
                 req.uri.path(),
             ));
         }
+        let user_agent = req
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
         let ctx = Ctx {
             p,
+            user_agent,
             query,
             output,
             user,
@@ -431,7 +440,7 @@ impl App {
                 )
                 .await
             }
-            "create" => self.create(&ctx, ct, body).await,
+            "create" => self.create(&ctx, ct, body, "Update").await,
             "update" => self.update(&ctx, ct, body).await,
             "patch" => self.patch(&ctx, ct, body).await,
             "delete" => self.delete(&ctx, body).await,
@@ -584,7 +593,7 @@ impl App {
 
     // === write verbs ===
 
-    async fn create(&self, ctx: &Ctx, ct: Option<String>, body: Bytes) -> Reply {
+    async fn create(&self, ctx: &Ctx, ct: Option<String>, body: Bytes, operation: &str) -> Reply {
         let info = ctx.p.info;
         let dry_run = ctx.query.dry_run()?;
         let mut obj = decode_body(ct.as_deref(), &body)?;
@@ -603,6 +612,22 @@ impl App {
             &now,
         )?;
         strategy::prepare_create(info, &mut obj)?;
+        let manager = ctx.field_manager()?;
+        if operation == "Apply" {
+            let applied = obj.clone();
+            ward_api::managed::record_apply(
+                None,
+                &mut obj,
+                &applied,
+                &manager,
+                true,
+                &info.api_version(),
+                &now,
+            )
+            .map_err(|c| apply_conflict(info, &c))?;
+        } else {
+            ward_api::managed::record_update(None, &mut obj, &manager, &info.api_version(), &now);
+        }
         self.authz.check_escalation(&ctx.user, info, &obj)?;
         if dry_run {
             return Ok(with_warnings(
@@ -660,6 +685,13 @@ impl App {
             }
             let mut new = obj.clone();
             strategy::prepare_update(info, &current, &mut new)?;
+            ward_api::managed::record_update(
+                Some(&current),
+                &mut new,
+                &ctx.field_manager()?,
+                &info.api_version(),
+                &table::rfc3339(SystemTime::now()),
+            );
             self.authz.check_escalation(&ctx.user, info, &new)?;
             if dry_run {
                 return Ok(with_warnings(
@@ -739,7 +771,7 @@ impl App {
                     strategy::metadata_mut(&mut obj).insert("name".into(), json!(name));
                     let body = Bytes::from(obj.to_string());
                     return self
-                        .create(ctx, Some("application/json".into()), body)
+                        .create(ctx, Some("application/json".into()), body, "Apply")
                         .await;
                 }
                 return Err(ApiError::not_found(info.group, info.resource, name));
@@ -774,6 +806,28 @@ impl App {
             }
             let conditional = patch.pointer("/metadata/resourceVersion").is_some();
             strategy::prepare_update(info, &current, &mut new)?;
+            let now = table::rfc3339(SystemTime::now());
+            if kind == BodyType::ApplyPatch {
+                let force = ctx.query.get("force") == Some("true");
+                ward_api::managed::record_apply(
+                    Some(&current),
+                    &mut new,
+                    &patch,
+                    &ctx.field_manager()?,
+                    force,
+                    &info.api_version(),
+                    &now,
+                )
+                .map_err(|c| apply_conflict(info, &c))?;
+            } else {
+                ward_api::managed::record_update(
+                    Some(&current),
+                    &mut new,
+                    &ctx.field_manager()?,
+                    &info.api_version(),
+                    &now,
+                );
+            }
             self.authz.check_escalation(&ctx.user, info, &new)?;
             if dry_run {
                 return Ok(with_warnings(
@@ -1303,6 +1357,7 @@ struct AuditState {
 /// What one resource request carries.
 struct Ctx {
     p: ResourcePath,
+    user_agent: String,
     query: Query,
     output: Output,
     user: UserInfo,
@@ -1311,6 +1366,30 @@ struct Ctx {
 }
 
 impl Ctx {
+    /// `fieldManager`, or the User-Agent's program name as upstream derives it (`kubectl`).
+    /// `Err` 400 beyond 128 characters.
+    fn field_manager(&self) -> Result<String, ApiError> {
+        let manager = match self.query.get("fieldManager").filter(|m| !m.is_empty()) {
+            Some(m) => m.to_owned(),
+            None => self
+                .user_agent
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+        };
+        if manager.chars().count() > 128 {
+            return Err(ApiError::bad_request(
+                "fieldManager must not be longer than 128 characters",
+            ));
+        }
+        Ok(if manager.is_empty() {
+            "unknown".to_owned()
+        } else {
+            manager
+        })
+    }
+
     fn ns(&self) -> Option<&str> {
         if self.p.info.namespaced {
             self.p.namespace.as_deref()
@@ -1322,6 +1401,30 @@ impl Ctx {
     fn name(&self) -> &str {
         self.p.name.as_deref().unwrap_or_default()
     }
+}
+
+/// The 409 of a server-side apply that would change fields other managers own.
+fn apply_conflict(info: &ResourceInfo, conflicts: &[ward_api::managed::Conflict]) -> ApiError {
+    let list: Vec<String> = conflicts
+        .iter()
+        .map(|c| format!("conflict with {:?}: {}", c.manager, c.field))
+        .collect();
+    let mut e = ApiError::conflict(info.group, info.resource, "", "");
+    e.message = format!(
+        "Apply failed with {} conflict{}: {}",
+        conflicts.len(),
+        if conflicts.len() == 1 { "" } else { "s" },
+        list.join("\n")
+    );
+    e.causes = conflicts
+        .iter()
+        .map(|c| ward_api::FieldError {
+            reason: "FieldManagerConflict",
+            field: c.field.clone(),
+            message: format!("conflict with {:?}", c.manager),
+        })
+        .collect();
+    e
 }
 
 /// JSON or YAML: the encodings a non-list, non-table reply can take.

@@ -500,3 +500,39 @@ fn rbac_objects_and_service_accounts() {
     s.kubectl(&["delete", "role", "r1"]);
     assert!(!s.kubectl(&["get", "roles", "-o", "name"]).contains("r1"));
 }
+
+#[test]
+fn managed_fields_and_server_side_apply_conflicts() {
+    let s = Server::start();
+    s.kubectl(&["create", "configmap", "owned", "--from-literal=mode=fast"]);
+    let cm = json(&s.kubectl(&["get", "cm", "owned", "-o", "json", "--show-managed-fields"]));
+    let mf = cm["metadata"]["managedFields"]
+        .as_array()
+        .expect("managedFields");
+    assert_eq!(mf[0]["manager"], "kubectl-create");
+    assert_eq!(mf[0]["operation"], "Update");
+    assert_eq!(mf[0]["fieldsV1"]["f:data"]["f:mode"], serde_json::json!({}));
+
+    let applied =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: owned\ndata:\n  mode: slow\n";
+    let out = s.kubectl_with(&["apply", "--server-side", "-f", "-"], Some(applied), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("conflict") && err.contains("kubectl-create"),
+        "{err}"
+    );
+    let out = s.kubectl_stdin(
+        &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+        applied,
+    );
+    assert!(out.contains("serverside-applied"), "{out}");
+    let cm = json(&s.kubectl(&["get", "cm", "owned", "-o", "json", "--show-managed-fields"]));
+    assert_eq!(cm["data"]["mode"], "slow");
+    let managers: Vec<&str> = cm["metadata"]["managedFields"]
+        .as_array()
+        .expect("mf")
+        .iter()
+        .filter_map(|e| e["manager"].as_str())
+        .collect();
+    assert_eq!(managers, vec!["kubectl"], "the applier took the field over");
+}
