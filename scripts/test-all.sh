@@ -9,6 +9,7 @@ command -v curl >/dev/null || need_apt+=(curl)
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler)  # etcd-client's build script
 command -v etcd >/dev/null || need_apt+=(etcd-server)  # ward-storage-etcd tests start one
+[ -e /usr/lib/softhsm/libsofthsm2.so ] || need_apt+=(softhsm2)  # ward-kms PKCS#11 tests
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -6,8 +6,11 @@
 //!   `EncryptionConfig`).
 //! - [`Transformers::from_config`] builds one [`ResourceTransformer`] per resource;
 //!   [`ResourceTransformer::to_storage`] and [`ResourceTransformer::from_storage`] apply the
-//!   `identity`, `aescbc`, `aesgcm` and `secretbox` providers. `kms` is parsed and validated but
-//!   not implemented yet: building transformers from a config that uses it fails.
+//!   `identity`, `aescbc`, `aesgcm` and `secretbox` providers.
+//! - `kms` providers are built by a [`KmsFactory`] given to
+//!   [`Transformers::from_config_with_kms`] (the KMS v2 one lives in `ward-kms`, since this crate
+//!   does no network IO); they are used through the async
+//!   [`ResourceTransformer::to_storage_async`] / [`ResourceTransformer::from_storage_async`].
 //! - [`generate_default_config`] produces the configuration written on Ward's first start:
 //!   secretbox for `secrets` and `configmaps`, then identity.
 //!
@@ -76,6 +79,7 @@
 
 mod config;
 mod default_config;
+mod kms;
 mod prefix;
 mod secret;
 mod transformer;
@@ -86,6 +90,7 @@ pub use config::{
     load_encryption_config_with,
 };
 pub use default_config::{default_config_yaml, generate_default_config};
+pub use kms::{KmsFactory, KmsFailure, KmsOpened, KmsTransformer};
 pub use prefix::{StoredPrefix, parse_prefix};
 pub use secret::{RandomError, SecretKey32};
 pub use transformer::{

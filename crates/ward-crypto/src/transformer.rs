@@ -19,10 +19,14 @@
 //! - Identity also refuses to *write* a value that starts with `k8s:enc:` (kube-apiserver does
 //!   not), since the value could never be read back.
 //!
-//! **KMS is not implemented yet.** A configuration that lists a `kms` provider anywhere is
-//! refused when the transformers are built ([`BuildError::KmsUnsupported`]), rather than
-//! starting a server that would fail on the first read or write of those values. The `kms`
-//! fields are still fully parsed and validated by [`crate::EncryptionConfig`].
+//! **KMS** providers are built by a [`crate::KmsFactory`] given to
+//! [`Transformers::from_config_with_kms`] (`ward-kms` has the KMS v2 one); [`Transformers::from_config`]
+//! refuses them ([`BuildError::KmsUnsupported`]) rather than starting a server that would fail on
+//! the first read or write of those values. A KMS unit may need a remote call, so it is only
+//! usable through the async methods ([`ResourceTransformer::to_storage_async`],
+//! [`ResourceTransformer::from_storage_async`]); the synchronous ones report it as
+//! [`crate::KmsFailure::NeedsAsync`]. A KMS read is stale when the unit is not the first one, or
+//! when the KMS transformer says so (another key ID or DEK-source type than the current one).
 //!
 //! **Secrets in errors.** Error messages name the provider, the key name and what failed. They
 //! never hold plaintext, key bytes or payload bytes. For a value that no provider matches, the
@@ -35,6 +39,7 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 use crate::config::{EncryptionConfig, GroupResource, ProviderConfig};
+use crate::kms::{KmsFactory, KmsFailure, KmsTransformer};
 use crate::prefix::{describe_stored, is_encrypted};
 use crate::secret::{KeyMaterial, RandomError, fill_random};
 
@@ -63,8 +68,26 @@ impl Transformers {
     ///
     /// # Errors
     ///
-    /// [`BuildError::KmsUnsupported`] if any entry lists a `kms` provider.
+    /// [`BuildError::KmsUnsupported`] if any entry lists a `kms` provider: use
+    /// [`Transformers::from_config_with_kms`] for those.
     pub fn from_config(config: EncryptionConfig) -> Result<Self, BuildError> {
+        Self::build(config, None)
+    }
+
+    /// Builds the transformers of `config`, turning each `kms` provider into a transformer with
+    /// `kms`. The factory must not block; it is called once per `kms` provider, in file order.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::Kms`] if the factory refuses a `kms` provider.
+    pub fn from_config_with_kms(
+        config: EncryptionConfig,
+        kms: &dyn KmsFactory,
+    ) -> Result<Self, BuildError> {
+        Self::build(config, Some(kms))
+    }
+
+    fn build(config: EncryptionConfig, kms: Option<&dyn KmsFactory>) -> Result<Self, BuildError> {
         let (source_name, content_hash, rules) = config.into_parts();
         let mut lists: Vec<(GroupResource, Vec<Arc<Unit>>)> = Vec::new();
         for (i, rule) in rules.into_iter().enumerate() {
@@ -79,11 +102,18 @@ impl Transformers {
                     ProviderConfig::AesCbc(keys) => (Cipher::AesCbc, keys),
                     ProviderConfig::AesGcm(keys) => (Cipher::AesGcm, keys),
                     ProviderConfig::Secretbox(keys) => (Cipher::Secretbox, keys),
-                    ProviderConfig::Kms(_) => {
-                        return Err(BuildError::KmsUnsupported {
-                            source_name,
-                            path: format!("resources[{i}].providers[{j}].kms"),
-                        });
+                    ProviderConfig::Kms(config) => {
+                        let path = format!("resources[{i}].providers[{j}].kms");
+                        let Some(kms) = kms else {
+                            return Err(BuildError::KmsUnsupported { source_name, path });
+                        };
+                        let unit = kms.build(&config).map_err(|message| BuildError::Kms {
+                            source_name: source_name.clone(),
+                            path,
+                            message,
+                        })?;
+                        units.push(Arc::new(Unit::Kms(unit)));
+                        continue;
                     }
                 };
                 for key in keys.into_keys() {
@@ -149,6 +179,40 @@ impl Transformers {
             .unwrap_or(&self.identity)
     }
 
+    /// The health of every `kms` provider: `Ok` when each can encrypt new values, otherwise
+    /// one line per unhealthy provider (`kms provider "name": why`), for a `healthz` check.
+    ///
+    /// # Errors
+    ///
+    /// The aggregated message when any `kms` provider is unhealthy.
+    pub fn kms_health(&self) -> Result<(), String> {
+        let mut seen: Vec<&str> = Vec::new();
+        let mut problems = Vec::new();
+        let all = self
+            .exact
+            .values()
+            .flat_map(HashMap::values)
+            .chain(self.any_in_group.values())
+            .chain(self.any.as_ref());
+        for transformer in all {
+            for kms in transformer.kms_providers() {
+                if seen.contains(&kms.name()) {
+                    continue;
+                }
+                seen.push(kms.name());
+                if let Err(why) = kms.health() {
+                    problems.push(format!("kms provider {:?}: {why}", kms.name()));
+                }
+            }
+        }
+        problems.sort();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
     /// The source name of the configuration, or `None` for [`Transformers::identity`].
     pub fn source_name(&self) -> Option<&str> {
         self.source.as_ref().map(|s| s.name.as_str())
@@ -199,7 +263,38 @@ impl ResourceTransformer {
                 fill_random(nonce).map_err(|source| TransformError::Random { source })?;
                 unit.seal_with_nonce(plaintext, aad, nonce)
             }
+            Unit::Kms(kms) => Err(TransformError::Kms {
+                name: kms.name().to_owned(),
+                failure: KmsFailure::NeedsAsync,
+            }),
         }
+    }
+
+    /// [`Self::to_storage`] for every provider, `kms` included (which may call its plugin).
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::to_storage`], and [`TransformError::Kms`] if the first provider is `kms` and
+    /// has no usable write key or fails to encrypt.
+    pub async fn to_storage_async(
+        &self,
+        plaintext: &[u8],
+        aad: &[u8],
+    ) -> Result<Vec<u8>, TransformError> {
+        let Unit::Kms(kms) = self.write_unit() else {
+            return self.to_storage(plaintext, aad);
+        };
+        let payload = kms
+            .seal(plaintext, aad)
+            .await
+            .map_err(|failure| TransformError::Kms {
+                name: kms.name().to_owned(),
+                failure,
+            })?;
+        let mut out = Vec::with_capacity(kms.prefix().len() + payload.len());
+        out.extend_from_slice(kms.prefix());
+        out.extend_from_slice(&payload);
+        Ok(out)
     }
 
     /// Reads a stored value. `aad` must be the storage key the value was written under.
@@ -228,11 +323,13 @@ impl ResourceTransformer {
                     };
                     unit.cipher
                         .open(&unit.key, payload, aad)
-                        .map_err(|reason| AttemptError {
-                            provider: unit.cipher.name(),
-                            key_name: unit.key_name.clone(),
-                            reason,
-                        })
+                        .map_err(|reason| AttemptError::keyed(unit, reason))
+                }
+                Unit::Kms(kms) => {
+                    if !stored.starts_with(kms.prefix()) {
+                        continue;
+                    }
+                    Err(AttemptError::kms(&**kms, KmsFailure::NeedsAsync))
                 }
             };
             match result {
@@ -245,6 +342,69 @@ impl ResourceTransformer {
                 Err(error) => attempts.push(error),
             }
         }
+        Self::read_failed(stored, attempts)
+    }
+
+    /// [`Self::from_storage`] for every provider, `kms` included (which may call its plugin to
+    /// decrypt a DEK source it has not cached).
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::from_storage`]; a failed `kms` attempt is an [`AttemptError`] whose
+    /// [`AttemptError::kms_failure`] says why.
+    pub async fn from_storage_async(
+        &self,
+        stored: &[u8],
+        aad: &[u8],
+    ) -> Result<Decrypted, TransformError> {
+        if !self.units.iter().any(|unit| matches!(**unit, Unit::Kms(_))) {
+            return self.from_storage(stored, aad);
+        }
+        let mut attempts = Vec::new();
+        for (index, unit) in self.units.iter().enumerate() {
+            let result = match &**unit {
+                Unit::Identity => {
+                    if is_encrypted(stored) {
+                        continue;
+                    }
+                    Ok((Zeroizing::new(stored.to_vec()), false))
+                }
+                Unit::Keyed(unit) => {
+                    let Some(payload) = stored.strip_prefix(unit.prefix.as_slice()) else {
+                        continue;
+                    };
+                    unit.cipher
+                        .open(&unit.key, payload, aad)
+                        .map(|plaintext| (plaintext, false))
+                        .map_err(|reason| AttemptError::keyed(unit, reason))
+                }
+                Unit::Kms(kms) => {
+                    let Some(payload) = stored.strip_prefix(kms.prefix()) else {
+                        continue;
+                    };
+                    kms.open(payload, aad)
+                        .await
+                        .map(|opened| (opened.plaintext, opened.stale))
+                        .map_err(|failure| AttemptError::kms(&**kms, failure))
+                }
+            };
+            match result {
+                Ok((plaintext, stale)) => {
+                    return Ok(Decrypted {
+                        plaintext,
+                        stale: stale || index != 0,
+                    });
+                }
+                Err(error) => attempts.push(error),
+            }
+        }
+        Self::read_failed(stored, attempts)
+    }
+
+    fn read_failed(
+        stored: &[u8],
+        attempts: Vec<AttemptError>,
+    ) -> Result<Decrypted, TransformError> {
         if attempts.is_empty() {
             Err(TransformError::NoMatchingProvider {
                 stored: describe_stored(stored),
@@ -265,10 +425,12 @@ impl ResourceTransformer {
                 Cipher::AesGcm => ProviderKind::AesGcm,
                 Cipher::Secretbox => ProviderKind::Secretbox,
             },
+            Unit::Kms(_) => ProviderKind::Kms,
         }
     }
 
-    /// The name of the provider that writes: `identity`, `aescbc`, `aesgcm` or `secretbox`.
+    /// The name of the provider that writes: `identity`, `aescbc`, `aesgcm`, `secretbox` or
+    /// `kms`.
     pub fn provider_name(&self) -> &'static str {
         self.provider().name()
     }
@@ -278,12 +440,22 @@ impl ResourceTransformer {
         self.provider() != ProviderKind::Identity
     }
 
-    /// The name of the key that encrypts new writes, or `None` for identity.
+    /// The name of the key that encrypts new writes (for `kms`, the provider name), or `None`
+    /// for identity.
     pub fn write_key_name(&self) -> Option<&str> {
         match self.write_unit() {
             Unit::Identity => None,
             Unit::Keyed(unit) => Some(&unit.key_name),
+            Unit::Kms(kms) => Some(kms.name()),
         }
+    }
+
+    /// The KMS providers of the read list, in order (for health checks).
+    pub fn kms_providers(&self) -> impl Iterator<Item = &Arc<dyn KmsTransformer>> {
+        self.units.iter().filter_map(|unit| match &**unit {
+            Unit::Kms(kms) => Some(kms),
+            _ => None,
+        })
     }
 
     /// A one-line description of the read order for posture output, e.g.
@@ -295,6 +467,7 @@ impl ResourceTransformer {
             .map(|unit| match &**unit {
                 Unit::Identity => "identity".to_owned(),
                 Unit::Keyed(unit) => format!("{} key {:?}", unit.cipher.name(), unit.key_name),
+                Unit::Kms(kms) => format!("kms provider {:?}", kms.name()),
             })
             .collect();
         parts.join(", ")
@@ -303,8 +476,8 @@ impl ResourceTransformer {
     fn write_unit(&self) -> &Unit {
         // Invariant: `units` is never empty. `Transformers::identity` creates one unit; a
         // configured list comes from a validated rule, which has at least one provider, each
-        // keyed provider has at least one key, and a `kms` provider fails the build. Concatenation
-        // only adds units. Falling back to identity here would fail open, so this panics instead.
+        // keyed provider has at least one key, and a `kms` provider adds one unit or fails the
+        // build. Concatenation only adds units. Falling back to identity here would fail open, so this panics instead.
         #[allow(clippy::expect_used)]
         self.units
             .first()
@@ -341,7 +514,7 @@ pub enum ProviderKind {
     AesGcm,
     /// `identity` (no encryption).
     Identity,
-    /// `kms` (not implemented yet).
+    /// `kms`.
     Kms,
     /// `secretbox`.
     Secretbox,
@@ -364,8 +537,22 @@ impl ProviderKind {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
-    /// A `kms` provider is configured; KMS transformers are not implemented yet.
-    #[error("kms provider is not supported yet ({path} in {source_name})")]
+    /// The KMS factory refused a `kms` provider.
+    #[error("{path} in {source_name}: {message}")]
+    Kms {
+        /// The configuration's source name.
+        source_name: String,
+        /// The path of the provider, e.g. `resources[0].providers[1].kms`.
+        path: String,
+        /// Why (never key material).
+        message: String,
+    },
+    /// A `kms` provider is configured but the transformers were built without a KMS client
+    /// ([`Transformers::from_config`]).
+    #[error(
+        "kms provider needs a KMS client: build the transformers with ward-kms ({path} in \
+         {source_name})"
+    )]
     KmsUnsupported {
         /// The configuration's source name.
         source_name: String,
@@ -391,6 +578,16 @@ pub enum TransformError {
         provider: &'static str,
         /// The key name.
         key_name: String,
+    },
+    /// The `kms` provider could not encrypt the value.
+    // `failure` is shown in the message (server logs print only the top error), so it is not
+    // also a `#[source]`, which would print it twice in a chain.
+    #[error("kms provider {name:?} failed to encrypt the value: {failure}")]
+    Kms {
+        /// The provider name.
+        name: String,
+        /// Why.
+        failure: KmsFailure,
     },
     /// The identity provider was asked to store a value that starts with `k8s:enc:`.
     #[error("identity provider refuses to store a value that starts with \"k8s:enc:\"")]
@@ -449,15 +646,44 @@ pub struct AttemptError {
     provider: &'static str,
     key_name: String,
     reason: AttemptFailure,
+    kms: Option<KmsFailure>,
 }
 
 impl AttemptError {
+    fn keyed(unit: &KeyedUnit, reason: AttemptFailure) -> Self {
+        Self {
+            provider: unit.cipher.name(),
+            key_name: unit.key_name.clone(),
+            reason,
+            kms: None,
+        }
+    }
+
+    fn kms(kms: &dyn KmsTransformer, failure: KmsFailure) -> Self {
+        let reason = match failure {
+            KmsFailure::Decrypt => AttemptFailure::Decrypt,
+            KmsFailure::Malformed(_) => AttemptFailure::Malformed,
+            _ => AttemptFailure::Kms,
+        };
+        Self {
+            provider: "kms",
+            key_name: kms.name().to_owned(),
+            reason,
+            kms: Some(failure),
+        }
+    }
+
+    /// For a `kms` attempt, the detailed failure.
+    pub fn kms_failure(&self) -> Option<&KmsFailure> {
+        self.kms.as_ref()
+    }
+
     /// The provider name.
     pub fn provider(&self) -> &'static str {
         self.provider
     }
 
-    /// The key name.
+    /// The key name (for `kms`, the provider name).
     pub fn key_name(&self) -> &str {
         &self.key_name
     }
@@ -470,11 +696,14 @@ impl AttemptError {
 
 impl fmt::Display for AttemptError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} key {:?}: {}",
-            self.provider, self.key_name, self.reason
-        )
+        match &self.kms {
+            Some(failure) => write!(f, "kms provider {:?}: {failure}", self.key_name),
+            None => write!(
+                f,
+                "{} key {:?}: {}",
+                self.provider, self.key_name, self.reason
+            ),
+        }
     }
 }
 
@@ -486,6 +715,10 @@ pub enum AttemptFailure {
     /// padding was invalid; the two are deliberately not told apart.
     #[error("decryption failed (wrong key, or the value or its storage key was altered)")]
     Decrypt,
+    /// A `kms` provider failed for another reason (plugin unreachable or refusing); see
+    /// [`AttemptError::kms_failure`].
+    #[error("the kms provider failed")]
+    Kms,
     /// The payload is too short, or for aescbc not a whole number of blocks.
     #[error("the stored payload is truncated or malformed")]
     Malformed,
@@ -498,6 +731,7 @@ pub enum AttemptFailure {
 enum Unit {
     Identity,
     Keyed(KeyedUnit),
+    Kms(Arc<dyn KmsTransformer>),
 }
 
 struct KeyedUnit {

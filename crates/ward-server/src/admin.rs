@@ -2,7 +2,12 @@
 //!
 //! They read and write the exact bytes kube-apiserver keeps in etcd (and Ward keeps in redb):
 //! `<provider prefix><payload>` around `k8s\0` + protobuf, with the etcd key as AAD.
+//!
+//! A `kms` v2 provider is reached through its plugin (`ward_kms`), so the work is async
+//! ([`decode_async`], [`encode_async`]); [`decode`] and [`encode`] run it on a private
+//! single-threaded runtime on their own thread, so they can be called from anywhere.
 
+use std::future::Future;
 use std::path::Path;
 
 use serde_json::{Value, json};
@@ -72,13 +77,40 @@ fn resource_of(key: &str) -> (&'static str, String) {
     (group, resource)
 }
 
-fn transformers(config: &Path) -> Result<ward_crypto::Transformers, AdminError> {
+async fn transformers(config: &Path) -> Result<ward_crypto::Transformers, AdminError> {
     let cfg = ward_crypto::load_encryption_config_with(config, ward_crypto::ModeCheck::Skip)
         .map_err(|e| AdminError::Config(e.to_string()))?;
-    ward_crypto::Transformers::from_config(cfg).map_err(|e| AdminError::Config(e.to_string()))
+    // A one-shot tool: probe each kms plugin once, no background polling.
+    let options = ward_kms::KmsOptions {
+        poll: false,
+        ..Default::default()
+    };
+    ward_kms::transformers_from_config_with(cfg, &options)
+        .await
+        .map(|(transformers, _)| transformers)
+        .map_err(|e| AdminError::Config(e.to_string()))
 }
 
-/// Decrypts and decodes one stored value.
+/// Runs `work` to completion on a fresh current-thread runtime on a scoped thread (safe inside
+/// or outside another runtime).
+fn block_on<T: Send>(
+    work: impl Future<Output = Result<T, AdminError>> + Send,
+) -> Result<T, AdminError> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| AdminError::Config(format!("cannot start a runtime: {e}")))?
+                    .block_on(work)
+            })
+            .join()
+            .unwrap_or_else(|_| Err(AdminError::Config("the storage tool panicked".into())))
+    })
+}
+
+/// Decrypts and decodes one stored value; [`decode_async`] on a private runtime.
 ///
 /// `Err` names the key and what failed: no provider could decrypt, or the plaintext is not a
 /// known Kubernetes object.
@@ -88,11 +120,25 @@ pub fn decode(
     value: &[u8],
     show_values: bool,
 ) -> Result<Decoded, AdminError> {
-    let t = transformers(config)?;
+    block_on(decode_async(config, key, value, show_values))
+}
+
+/// Decrypts and decodes one stored value.
+///
+/// `Err` names the key and what failed: no provider could decrypt (for `kms`, also an
+/// unreachable plugin), or the plaintext is not a known Kubernetes object.
+pub async fn decode_async(
+    config: &Path,
+    key: &str,
+    value: &[u8],
+    show_values: bool,
+) -> Result<Decoded, AdminError> {
+    let t = transformers(config).await?;
     let (group, resource) = resource_of(key);
     let out = t
         .for_resource(group, &resource)
-        .from_storage(value, key.as_bytes())
+        .from_storage_async(value, key.as_bytes())
+        .await
         .map_err(|e| AdminError::Transform {
             key: key.to_owned(),
             message: e.to_string(),
@@ -121,9 +167,15 @@ pub fn decode(
 }
 
 /// Encodes an object (JSON or YAML) as kube-apiserver would store it under `key`, through the
-/// first provider of the configuration.
+/// first provider of the configuration; [`encode_async`] on a private runtime.
 pub fn encode(config: &Path, key: &str, object: &[u8]) -> Result<Vec<u8>, AdminError> {
-    let t = transformers(config)?;
+    block_on(encode_async(config, key, object))
+}
+
+/// Encodes an object (JSON or YAML) as kube-apiserver would store it under `key`, through the
+/// first provider of the configuration (for `kms`, a fresh seed wrapped by the plugin).
+pub async fn encode_async(config: &Path, key: &str, object: &[u8]) -> Result<Vec<u8>, AdminError> {
+    let t = transformers(config).await?;
     let mut obj: Value = serde_json::from_slice(object)
         .or_else(|_| serde_saphyr::from_slice(object))
         .map_err(|_| AdminError::Decode {
@@ -139,7 +191,8 @@ pub fn encode(config: &Path, key: &str, object: &[u8]) -> Result<Vec<u8>, AdminE
     })?;
     let (group, resource) = resource_of(key);
     t.for_resource(group, &resource)
-        .to_storage(&plain, key.as_bytes())
+        .to_storage_async(&plain, key.as_bytes())
+        .await
         .map_err(|e| AdminError::Transform {
             key: key.to_owned(),
             message: e.to_string(),
@@ -201,6 +254,45 @@ mod tests {
         // the AAD binds the value to its key
         let e = decode(&cfg, "/registry/secrets/default/other", &stored, false).expect_err("aad");
         assert!(e.to_string().contains("/registry/secrets/default/other"));
+        assert!(!e.to_string().contains("aHVudGVyMg=="));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn kms_v2_round_trip_through_a_plugin() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tmp");
+        let kek = dir.path().join("kek");
+        std::fs::write(&kek, [9u8; 32]).expect("write");
+        std::fs::set_permissions(&kek, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let kms = ward_kms::KeyFileKms::open(
+            vec![ward_kms::KeyFileSpec::new(&kek)],
+            ward_crypto::ModeCheck::Enforce,
+        )
+        .expect("keys");
+        let listen = format!("unix://{}", dir.path().join("kms.sock").display());
+        let plugin = ward_kms::start_plugin(&listen, std::sync::Arc::new(kms))
+            .await
+            .expect("plugin");
+        let cfg = dir.path().join("enc.yaml");
+        std::fs::write(
+            &cfg,
+            format!("apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [secrets]\n  providers:\n  - kms:\n      apiVersion: v2\n      name: ward-kms\n      endpoint: {listen}\n  - identity: {{}}\n"),
+        )
+        .expect("write");
+        let key = "/registry/secrets/default/db";
+        let obj = br#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"db","namespace":"default"},"type":"Opaque","data":{"p":"aHVudGVyMg=="}}"#;
+        let stored = encode_async(&cfg, key, obj).await.expect("encode");
+        assert!(stored.starts_with(b"k8s:enc:kms:v2:ward-kms:"));
+        // The blocking wrapper works from inside a runtime too.
+        let d = decode(&cfg, key, &stored, true).expect("decode");
+        assert_eq!(
+            (d.provider.as_str(), d.key_name.as_str()),
+            ("kms", "ward-kms")
+        );
+        assert_eq!(d.object["data"]["p"], "aHVudGVyMg==");
+        plugin.shutdown().await.expect("shutdown");
+        let e = decode(&cfg, key, &stored, false).expect_err("plugin down, nothing cached");
+        assert!(e.to_string().contains("kms"), "{e}");
         assert!(!e.to_string().contains("aHVudGVyMg=="));
     }
 

@@ -242,6 +242,18 @@ impl App {
                 get_only(&req.method)?;
                 return Ok(text_response(StatusCode::OK, "ok"));
             }
+            Target::KmsHealth => {
+                get_only(&req.method)?;
+                return Ok(match self.store.kms_health() {
+                    Ok(()) => text_response(StatusCode::OK, "ok"),
+                    Err(why) => {
+                        let mut r = text_response(StatusCode::INTERNAL_SERVER_ERROR, "");
+                        *r.body_mut() =
+                            crate::error::full(format!("[-]kms-providers failed: {why}\n"));
+                        r
+                    }
+                });
+            }
             Target::Version => {
                 get_only(&req.method)?;
                 return Ok(object_response(
@@ -364,7 +376,9 @@ impl App {
                 )
             }
             Target::Resource(p) => self.resource(&req, p, query, output, user, ct, body).await,
-            Target::Unknown | Target::Health | Target::Version => Err(ApiError::no_route()),
+            Target::Unknown | Target::Health | Target::KmsHealth | Target::Version => {
+                Err(ApiError::no_route())
+            }
         }
     }
 

@@ -132,7 +132,11 @@ pub async fn start(opts: ServeOptions) -> Result<ServerHandle, ServeError> {
 
     let config = ward_crypto::load_encryption_config(&boot.encryption_config)
         .map_err(|e| ServeError::Config(e.to_string()))?;
-    let transformers = ward_crypto::Transformers::from_config(config)
+    // `kms` providers connect to their plugin here. As kube-apiserver does, an unreachable
+    // plugin does not stop the start: it is logged, writes through it fail until it answers
+    // (probed every 10 s), and `Transformers::kms_health` reports it.
+    let transformers = ward_kms::transformers_from_config(config)
+        .await
         .map_err(|e| ServeError::Config(e.to_string()))?;
     for res in ["secrets", "configmaps"] {
         let t = transformers.for_resource("", res);

@@ -14,8 +14,10 @@ pub(crate) enum Target {
     Version,
     /// `/metrics` (Prometheus text).
     Metrics,
-    /// `/healthz`, `/livez`, `/readyz` (and their sub-paths).
+    /// `/healthz`, `/livez`, `/readyz` (and their sub-paths other than the KMS check).
     Health,
+    /// `/healthz/kms-providers` (and `/readyz/...`, `/livez/...`): the KMS plugins' health.
+    KmsHealth,
     /// `/api`.
     ApiVersions,
     /// `/apis`.
@@ -52,6 +54,7 @@ pub(crate) fn parse_path(path: &str) -> Target {
     match segs.as_slice() {
         ["version"] => Target::Version,
         ["metrics"] => Target::Metrics,
+        ["healthz" | "livez" | "readyz", "kms-providers"] => Target::KmsHealth,
         ["healthz" | "livez" | "readyz", ..] => Target::Health,
         ["api"] => Target::ApiVersions,
         ["apis"] => Target::ApiGroups,

@@ -318,7 +318,7 @@ impl Stream {
     /// Sends one storage event, translated through the selectors. False when the stream must end.
     async fn event(&mut self, ev: ward_storage::Event) -> bool {
         let rev = ev.kv.mod_revision;
-        let new = match self.store.decode(self.info, &ev.kv, rev) {
+        let new = match self.store.decode(self.info, &ev.kv, rev).await {
             Ok(v) => v,
             Err(e) => {
                 let _ = self.send("ERROR", &e.to_status()).await;
@@ -340,6 +340,7 @@ impl Stream {
                     (Some(prev), false) => self
                         .store
                         .decode(self.info, prev, prev.mod_revision)
+                        .await
                         .map(|o| self.filter.matches(&o))
                         .unwrap_or(false),
                 };

@@ -29,6 +29,9 @@ enum Command {
     Rewrite(RewriteArgs),
     /// Find where Secrets are exposed: manifests, dumps, encryption configs, audit policies.
     Scan(ward_scan::ScanArgs),
+    /// A KMS v2 plugin (gRPC on a unix socket) for Ward or kube-apiserver: keys in files or in a
+    /// PKCS#11 token.
+    KmsPlugin(ward_kms::KmsPluginArgs),
 }
 
 const REWRITE_EXAMPLES: &str = "\
@@ -248,6 +251,9 @@ pub(crate) fn main() -> ExitCode {
         Command::Storage(StorageCommand::Encode(args)) => storage_encode(args),
         Command::Rewrite(args) => runtime.block_on(rewrite(args)),
         Command::Scan(_) => Ok(()),
+        Command::KmsPlugin(args) => runtime
+            .block_on(ward_kms::run_plugin(args))
+            .map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -157,8 +157,8 @@ fn kms_is_refused_when_building_transformers() {
     assert!(matches!(err, BuildError::KmsUnsupported { .. }));
     assert_eq!(
         err.to_string(),
-        "kms provider is not supported yet (resources[0].providers[3].kms in \
-         /etc/ward/encryption.yaml)"
+        "kms provider needs a KMS client: build the transformers with ward-kms \
+         (resources[0].providers[3].kms in /etc/ward/encryption.yaml)"
     );
 }
 

@@ -6,6 +6,7 @@
 mod canary;
 mod config;
 mod default_config;
+mod kms;
 mod transformers;
 mod vectors;
 

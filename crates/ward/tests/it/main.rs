@@ -5,6 +5,7 @@ mod audit;
 mod auth;
 mod etcd;
 mod harness;
+mod kms;
 mod kubectl_suite;
 mod protocol;
 mod rbac;

@@ -1,0 +1,150 @@
+//! The KMS v2 gRPC client: kube-apiserver's view of a plugin.
+//!
+//! The channel connects lazily over the unix socket (authority `localhost`, as kube-apiserver
+//! dials) and reconnects after the plugin restarts. Every call is bounded by the configured
+//! timeout (`kms.timeout`, default 3 s), sent as `grpc-timeout` and enforced locally.
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Channel, Endpoint};
+use zeroize::Zeroizing;
+
+use crate::endpoint::KmsEndpoint;
+use crate::error::KmsError;
+use crate::proto::v2::key_management_service_client::KeyManagementServiceClient;
+use crate::proto::v2::{DecryptRequest, EncryptRequest, StatusRequest};
+use crate::service::{KmsService, KmsStatus, WrappedKey};
+
+/// A KMS v2 plugin reached over gRPC on a unix socket.
+#[derive(Clone)]
+pub struct GrpcKmsClient {
+    endpoint: KmsEndpoint,
+    client: KeyManagementServiceClient<Channel>,
+    timeout: Duration,
+}
+
+impl GrpcKmsClient {
+    /// A client that connects on first use. Must be called within a Tokio runtime.
+    pub fn connect_lazy(endpoint: KmsEndpoint, timeout: Duration) -> Self {
+        let target = endpoint.clone();
+        let connector = tower::service_fn(move |_: tonic::transport::Uri| {
+            let target = target.clone();
+            async move { target.connect().await.map(TokioIo::new) }
+        });
+        let channel = Endpoint::from_static("http://localhost")
+            .connect_timeout(timeout)
+            .connect_with_connector_lazy(connector);
+        let client = KeyManagementServiceClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_LEN)
+            .max_encoding_message_size(MAX_MESSAGE_LEN);
+        Self {
+            endpoint,
+            client,
+            timeout,
+        }
+    }
+
+    /// The plugin's endpoint.
+    pub fn endpoint(&self) -> &KmsEndpoint {
+        &self.endpoint
+    }
+
+    async fn call<T, F>(&self, method: &'static str, call: F) -> Result<T, KmsError>
+    where
+        F: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        match tokio::time::timeout(self.timeout, call).await {
+            Err(_) => Err(KmsError::Timeout {
+                method,
+                timeout: self.timeout,
+            }),
+            // The plugin's server enforces the `grpc-timeout` we send and may answer first.
+            Ok(Err(status))
+                if status.code() == tonic::Code::DeadlineExceeded
+                    || (status.code() == tonic::Code::Cancelled
+                        && status.message().contains("Timeout expired")) =>
+            {
+                Err(KmsError::Timeout {
+                    method,
+                    timeout: self.timeout,
+                })
+            }
+            Ok(Err(status)) => Err(KmsError::Rpc {
+                method,
+                code: status.code(),
+                message: status.message().to_owned(),
+            }),
+            Ok(Ok(response)) => Ok(response.into_inner()),
+        }
+    }
+
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(self.timeout);
+        request
+    }
+}
+
+impl fmt::Debug for GrpcKmsClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GrpcKmsClient")
+            .field("endpoint", &self.endpoint)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+#[async_trait::async_trait]
+impl KmsService for GrpcKmsClient {
+    async fn status(&self) -> Result<KmsStatus, KmsError> {
+        let mut client = self.client.clone();
+        let response = self
+            .call("Status", client.status(self.request(StatusRequest {})))
+            .await?;
+        Ok(KmsStatus {
+            version: response.version,
+            healthz: response.healthz,
+            key_id: response.key_id,
+        })
+    }
+
+    async fn encrypt(&self, uid: &str, plaintext: &[u8]) -> Result<WrappedKey, KmsError> {
+        let mut client = self.client.clone();
+        // The DEK or seed goes through tonic's buffers, which are not wiped; it is random,
+        // single-purpose material that only ever leaves wrapped.
+        let message = self.request(EncryptRequest {
+            plaintext: plaintext.to_vec(),
+            uid: uid.to_owned(),
+        });
+        let response = self.call("Encrypt", client.encrypt(message)).await?;
+        Ok(WrappedKey {
+            ciphertext: response.ciphertext,
+            key_id: response.key_id,
+            annotations: response.annotations,
+        })
+    }
+
+    async fn decrypt(
+        &self,
+        uid: &str,
+        wrapped: &WrappedKey,
+    ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+        let mut client = self.client.clone();
+        let request = DecryptRequest {
+            ciphertext: wrapped.ciphertext.clone(),
+            uid: uid.to_owned(),
+            key_id: wrapped.key_id.clone(),
+            annotations: wrapped.annotations.clone(),
+        };
+        let response = self
+            .call("Decrypt", client.decrypt(self.request(request)))
+            .await?;
+        Ok(Zeroizing::new(response.plaintext))
+    }
+}
+
+/// Requests and responses are a few KiB at most (annotations are capped at 32 KiB).
+pub(crate) const MAX_MESSAGE_LEN: usize = 64 * 1024;
