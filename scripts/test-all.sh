@@ -26,6 +26,8 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
+# The agent's end-to-end tests run the `ward` binary as their API server: build it first.
+cargo build -p ward --locked
 cargo test --workspace --locked --all-targets
 echo "== doc tests"
 cargo test --workspace --locked --doc

@@ -196,6 +196,13 @@ pub fn record_update(
         Some(o) => changed_fields(o, new),
         None => fields_of(new),
     };
+    if changed.is_empty() {
+        // A no-op write keeps the managed fields (and their times) as they were.
+        if let Some(o) = old {
+            set_entries(new, entries(o));
+        }
+        return;
+    }
     let mut list = match old {
         Some(o) => entries(o),
         None => Vec::new(),

@@ -689,9 +689,9 @@ impl App {
             rv => Some(parse_rv(rv)?),
         };
         for _ in 0..WRITE_ATTEMPTS {
-            let (current, rev) = self
+            let (current, rev, stale) = self
                 .store
-                .get(info, ctx.ns(), name)
+                .get_with_stale(info, ctx.ns(), name)
                 .await?
                 .ok_or_else(|| ApiError::not_found(info.group, info.resource, name))?;
             if precondition.is_some_and(|p| p != rev) {
@@ -707,6 +707,14 @@ impl App {
                 &table::rfc3339(SystemTime::now()),
             );
             self.authz.check_escalation(&ctx.user, info, &new)?;
+            if !stale && unchanged(&current, &new) {
+                // As kube-apiserver: an update that changes nothing is not written, unless the
+                // stored bytes are stale (then writing re-encrypts with the current key).
+                return Ok(with_warnings(
+                    self.render_one(info, &current, ctx.output, StatusCode::OK),
+                    &warnings,
+                ));
+            }
             if dry_run {
                 return Ok(with_warnings(
                     self.render_one(info, &new, ctx.output, StatusCode::OK),
@@ -778,7 +786,9 @@ impl App {
             return Err(ApiError::bad_request("the patch must be a JSON object"));
         }
         for _ in 0..WRITE_ATTEMPTS {
-            let Some((current, rev)) = self.store.get(info, ctx.ns(), name).await? else {
+            let Some((current, rev, stale)) =
+                self.store.get_with_stale(info, ctx.ns(), name).await?
+            else {
                 if kind == BodyType::ApplyPatch {
                     let mut obj = patch.clone();
                     check_identity(info, &obj, ctx.ns(), name)?;
@@ -843,6 +853,12 @@ impl App {
                 );
             }
             self.authz.check_escalation(&ctx.user, info, &new)?;
+            if !stale && unchanged(&current, &new) {
+                return Ok(with_warnings(
+                    self.render_one(info, &current, ctx.output, StatusCode::OK),
+                    &warnings,
+                ));
+            }
             if dry_run {
                 return Ok(with_warnings(
                     self.render_one(info, &new, ctx.output, StatusCode::OK),
@@ -1439,6 +1455,18 @@ fn apply_conflict(info: &ResourceInfo, conflicts: &[ward_api::managed::Conflict]
         })
         .collect();
     e
+}
+
+/// Whether an update leaves the object as it is (resourceVersion aside).
+fn unchanged(current: &Value, new: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+        }
+        v
+    };
+    strip(current) == strip(new)
 }
 
 /// JSON or YAML: the encodings a non-list, non-table reply can take.

@@ -68,6 +68,10 @@ pub struct ServeOptions {
     pub list_reveals_values: bool,
     /// The audit policy and log.
     pub audit: AuditOptions,
+    /// How often the encryption configuration file is checked for changes
+    /// (`--encryption-provider-config-automatic-reload`: kube-apiserver polls every minute);
+    /// zero turns reloading off.
+    pub encryption_config_reload_interval: std::time::Duration,
 }
 
 /// The etcd connection, with kube-apiserver's flag names.
@@ -132,6 +136,7 @@ pub async fn start(opts: ServeOptions) -> Result<ServerHandle, ServeError> {
 
     let config = ward_crypto::load_encryption_config(&boot.encryption_config)
         .map_err(|e| ServeError::Config(e.to_string()))?;
+    let config_hash = config.content_hash().to_owned();
     // `kms` providers connect to their plugin here. As kube-apiserver does, an unreachable
     // plugin does not stop the start: it is logged, writes through it fail until it answers
     // (probed every 10 s), and `Transformers::kms_health` reports it.
@@ -191,6 +196,14 @@ pub async fn start(opts: ServeOptions) -> Result<ServerHandle, ServeError> {
     };
 
     let store = store::ObjectStore::new(storage, transformers);
+    if opts.encryption_config_reload_interval > std::time::Duration::ZERO {
+        spawn_encryption_reload(
+            store.clone(),
+            boot.encryption_config.clone(),
+            config_hash,
+            opts.encryption_config_reload_interval,
+        );
+    }
     store
         .ensure_default_namespaces()
         .await
@@ -210,4 +223,49 @@ pub async fn start(opts: ServeOptions) -> Result<ServerHandle, ServeError> {
     }
     info!(%url, kubeconfig = %boot.kubeconfig.display(), "ward serve is listening");
     Ok(handle)
+}
+
+/// Polls the encryption configuration; when its content changes (sha256) and the new file is
+/// valid, swaps the transformers atomically. A bad file keeps the old configuration and says why.
+fn spawn_encryption_reload(
+    store: store::ObjectStore,
+    path: PathBuf,
+    mut hash: String,
+    every: std::time::Duration,
+) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or_default();
+            let config = match ward_crypto::load_encryption_config(&path) {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(error = %e, "encryption configuration reload failed; keeping the current one");
+                    metrics::encryption_reload(false, now);
+                    continue;
+                }
+            };
+            if config.content_hash() == hash {
+                continue;
+            }
+            let new_hash = config.content_hash().to_owned();
+            match ward_kms::transformers_from_config(config).await {
+                Ok(t) => {
+                    store.set_transformers(t);
+                    hash = new_hash;
+                    metrics::encryption_reload(true, now);
+                    info!(config = %path.display(), %hash, "encryption configuration reloaded");
+                }
+                Err(e) => {
+                    warn!(error = %e, "encryption configuration reload failed; keeping the current one");
+                    metrics::encryption_reload(false, now);
+                }
+            }
+        }
+    });
 }

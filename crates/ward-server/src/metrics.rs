@@ -111,6 +111,26 @@ pub(crate) fn transformation(
     });
 }
 
+/// Records an automatic reload of the encryption configuration (`success` or `failure`).
+pub(crate) fn encryption_reload(ok: bool, unix_seconds: u64) {
+    let status = if ok { "success" } else { "failure" };
+    with(|r| {
+        *r.counters
+            .entry((
+                "apiserver_encryption_config_controller_automatic_reloads_total",
+                vec![("status", status.to_owned())],
+            ))
+            .or_default() += 1;
+        r.gauges.insert(
+            (
+                "apiserver_encryption_config_controller_automatic_reload_last_timestamp_seconds",
+                vec![("status", status.to_owned())],
+            ),
+            i64::try_from(unix_seconds).unwrap_or(i64::MAX),
+        );
+    });
+}
+
 /// Counts an open long-running request (watch) up or down.
 pub(crate) fn longrunning(verb: &str, resource: &str, delta: i64) {
     let labels: Labels = vec![("verb", verb.to_owned()), ("resource", resource.to_owned())];

@@ -23,7 +23,7 @@ pub(crate) const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-
 #[derive(Clone)]
 pub(crate) struct ObjectStore {
     pub(crate) storage: Arc<dyn Storage>,
-    transformers: Arc<Transformers>,
+    transformers: Arc<std::sync::RwLock<Arc<Transformers>>>,
 }
 
 /// One page of a list.
@@ -38,13 +38,29 @@ pub(crate) struct ListPage {
 impl ObjectStore {
     /// `Err` says why a KMS provider cannot be used (for `/healthz/kms-providers`).
     pub(crate) fn kms_health(&self) -> Result<(), String> {
-        self.transformers.kms_health()
+        self.transformers().kms_health()
+    }
+
+    /// The transformers in force (swapped by the encryption-config reload).
+    pub(crate) fn transformers(&self) -> Arc<Transformers> {
+        match self.transformers.read() {
+            Ok(t) => t.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the transformers (automatic reload of the encryption configuration).
+    pub(crate) fn set_transformers(&self, t: Transformers) {
+        match self.transformers.write() {
+            Ok(mut slot) => *slot = Arc::new(t),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(t),
+        }
     }
 
     pub(crate) fn new(storage: Arc<dyn Storage>, transformers: Transformers) -> Self {
         ObjectStore {
             storage,
-            transformers: Arc::new(transformers),
+            transformers: Arc::new(std::sync::RwLock::new(Arc::new(transformers))),
         }
     }
 
@@ -63,7 +79,8 @@ impl ObjectStore {
             error!(key, error = %e, "encoding an object for storage failed");
             ApiError::internal("unable to encode the object for storage")
         })?;
-        let t = self.transformers.for_resource(info.group, info.resource);
+        let transformers = self.transformers();
+        let t = transformers.for_resource(info.group, info.resource);
         let started = std::time::Instant::now();
         let result = t.to_storage_async(&plain, key.as_bytes()).await;
         crate::metrics::transformation(
@@ -87,10 +104,21 @@ impl ObjectStore {
         kv: &KeyValue,
         rv: Revision,
     ) -> Result<Value, ApiError> {
+        self.decode_with_stale(info, kv, rv).await.map(|(v, _)| v)
+    }
+
+    /// Decodes a stored value; the flag says whether it was read through a provider or key other
+    /// than the first (so writing it back would re-encrypt it).
+    pub(crate) async fn decode_with_stale(
+        &self,
+        info: &ResourceInfo,
+        kv: &KeyValue,
+        rv: Revision,
+    ) -> Result<(Value, bool), ApiError> {
         let key = String::from_utf8_lossy(&kv.key);
         let started = std::time::Instant::now();
-        let decrypted = self
-            .transformers
+        let transformers = self.transformers();
+        let decrypted = transformers
             .for_resource(info.group, info.resource)
             .from_storage_async(&kv.value, &kv.key)
             .await;
@@ -110,7 +138,7 @@ impl ObjectStore {
             ApiError::internal(format!("unable to decode key {key:?} from storage"))
         })?;
         strategy::metadata_mut(&mut obj).insert("resourceVersion".into(), json!(rv.0.to_string()));
-        Ok(obj)
+        Ok((obj, decrypted.stale))
     }
 
     pub(crate) async fn get(
@@ -119,11 +147,25 @@ impl ObjectStore {
         namespace: Option<&str>,
         name: &str,
     ) -> Result<Option<(Value, Revision)>, ApiError> {
+        Ok(self
+            .get_with_stale(info, namespace, name)
+            .await?
+            .map(|(v, r, _)| (v, r)))
+    }
+
+    /// As [`Self::get`], with whether the stored value is stale.
+    pub(crate) async fn get_with_stale(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<(Value, Revision, bool)>, ApiError> {
         let key = info.key(namespace, name);
         match self.storage.get(key.as_bytes()).await {
             Ok(Some(kv)) => {
                 let rev = kv.mod_revision;
-                Ok(Some((self.decode(info, &kv, rev).await?, rev)))
+                let (v, stale) = self.decode_with_stale(info, &kv, rev).await?;
+                Ok(Some((v, rev, stale)))
             }
             Ok(None) => Ok(None),
             Err(e) => Err(storage_error(info, name, e)),

@@ -32,6 +32,11 @@ enum Command {
     /// A KMS v2 plugin (gRPC on a unix socket) for Ward or kube-apiserver: keys in files or in a
     /// PKCS#11 token.
     KmsPlugin(ward_kms::KmsPluginArgs),
+    /// Deliver Secrets and ConfigMaps to a workload as files: atomic updates, tight modes,
+    /// following changes by watch.
+    Agent(ward_agent::AgentArgs),
+    /// Run a command with secrets in its environment (prefer `ward agent`'s files).
+    Run(ward_agent::RunArgs),
 }
 
 const REWRITE_EXAMPLES: &str = "\
@@ -215,6 +220,13 @@ struct ServeArgs {
     /// Refuse a request when its audit event cannot be written.
     #[arg(long)]
     audit_fail_closed: bool,
+    /// Re-read the encryption configuration when it changes (checked every minute).
+    #[arg(long)]
+    encryption_provider_config_automatic_reload: bool,
+    /// How often the automatic reload checks the file, in seconds (for tests and impatient
+    /// operators).
+    #[arg(long, default_value_t = 60, hide = true)]
+    encryption_provider_config_reload_seconds: u64,
 }
 
 pub(crate) fn main() -> ExitCode {
@@ -254,6 +266,17 @@ pub(crate) fn main() -> ExitCode {
         Command::KmsPlugin(args) => runtime
             .block_on(ward_kms::run_plugin(args))
             .map_err(Into::into),
+        Command::Agent(args) => match runtime.block_on(ward_agent::run_agent(args)) {
+            Ok(()) => Ok(()),
+            Err(e) => match e.exit_code() {
+                Some(code) => return ExitCode::from(u8::try_from(code).unwrap_or(1)),
+                None => Err(e.into()),
+            },
+        },
+        Command::Run(args) => match runtime.block_on(ward_agent::run_with_secrets(args)) {
+            Ok(code) => return ExitCode::from(u8::try_from(code).unwrap_or(1)),
+            Err(e) => Err(e.into()),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -312,6 +335,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_backups: args.audit_log_maxbackup,
             max_age_days: args.audit_log_maxage,
             fail_closed: args.audit_fail_closed,
+        },
+        encryption_config_reload_interval: if args.encryption_provider_config_automatic_reload {
+            std::time::Duration::from_secs(args.encryption_provider_config_reload_seconds.max(1))
+        } else {
+            std::time::Duration::ZERO
         },
     })
     .await?;

@@ -195,3 +195,92 @@ fn key_rotation_with_ward_rewrite() {
         25
     );
 }
+
+#[test]
+fn automatic_reload_and_stale_only_rewrites() {
+    const K1: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    const K2: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+    let etcd = Etcd::start();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cfg = tmp.path().join("enc.yaml");
+    write_config(&cfg, &[("key1", K1)]);
+    let s = Server::start_in(
+        &tmp.path().join("ward"),
+        &[
+            "--etcd-servers",
+            &etcd.url,
+            "--encryption-provider-config",
+            cfg.to_str().expect("utf8"),
+            "--encryption-provider-config-automatic-reload",
+            "--encryption-provider-config-reload-seconds",
+            "1",
+        ],
+    );
+    let prefix_of = |name: &str| {
+        let raw = etcd
+            .get(&format!("/registry/secrets/default/{name}"))
+            .expect("stored");
+        String::from_utf8_lossy(&raw[..raw.len().min(24)]).into_owned()
+    };
+    let rv = |name: &str| {
+        s.kubectl(&[
+            "get",
+            "secret",
+            name,
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ])
+    };
+    s.kubectl(&["create", "secret", "generic", "old", "--from-literal=a=1"]);
+    // a broken file is refused and the old configuration kept
+    std::fs::write(&cfg, "kind: Nonsense\n").expect("write");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    s.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "still-key1",
+        "--from-literal=a=1",
+    ]);
+    assert!(prefix_of("still-key1").starts_with("k8s:enc:aesgcm:v1:key1:"));
+    // the rotated file is picked up without a restart
+    write_config(&cfg, &[("key2", K2), ("key1", K1)]);
+    let mut rotated = None;
+    for i in 0..20 {
+        let name = format!("new{i}");
+        s.kubectl(&["create", "secret", "generic", &name, "--from-literal=a=2"]);
+        if prefix_of(&name).starts_with("k8s:enc:aesgcm:v1:key2:") {
+            rotated = Some(name);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let fresh = rotated.expect("new writes use key2 after the reload");
+    let (_, metrics) = s.curl("GET", "/metrics", &[], None);
+    assert!(
+        metrics.contains(
+            "apiserver_encryption_config_controller_automatic_reloads_total{status=\"success\"}"
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains(
+        "apiserver_encryption_config_controller_automatic_reloads_total{status=\"failure\"}"
+    ));
+
+    // writing an object back unchanged: a no-op when current, a re-encryption when stale
+    let fresh_before = rv(&fresh);
+    let stale_before = rv("old");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["rewrite", "--resources", "secrets", "--kubeconfig"])
+        .arg(s.kubeconfig())
+        .output()
+        .expect("rewrite");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(rv(&fresh), fresh_before, "a current value is not rewritten");
+    assert_ne!(rv("old"), stale_before, "a stale value is rewritten");
+    assert!(prefix_of("old").starts_with("k8s:enc:aesgcm:v1:key2:"));
+}

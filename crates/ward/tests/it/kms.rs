@@ -13,7 +13,13 @@ use crate::harness::{Server, files_containing};
 
 fn write_private(path: &Path, bytes: &[u8]) {
     let _ = std::fs::remove_file(path);
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).expect("open");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .expect("open");
     std::io::Write::write_all(&mut f, bytes).expect("write");
 }
 
@@ -23,17 +29,24 @@ impl Plugin {
     fn start(socket: &Path, keys: &[&str]) -> Plugin {
         let _ = std::fs::remove_file(socket);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ward"));
-        cmd.args(["kms-plugin", "--listen"]).arg(format!("unix://{}", socket.display()));
+        cmd.args(["kms-plugin", "--listen"])
+            .arg(format!("unix://{}", socket.display()));
         for k in keys {
             cmd.args(["--key-file", k]);
         }
-        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("kms-plugin");
+        let plugin = Plugin(
+            cmd.stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("kms-plugin"),
+        );
         for _ in 0..100 {
             if socket.exists() {
-                return Plugin(child);
+                return plugin;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        drop(plugin);
         panic!("kms-plugin did not create its socket");
     }
 }
@@ -58,13 +71,29 @@ fn secrets_through_a_kms_v2_plugin() {
         socket.display()
     ).as_bytes());
     let dir = tmp.path().join("ward");
-    let s = Server::start_in(&dir, &["--encryption-provider-config", cfg.to_str().expect("utf8")]);
-    s.kubectl(&["create", "secret", "generic", "k", "--from-literal=v=kms-canary-3141"]);
+    let s = Server::start_in(
+        &dir,
+        &["--encryption-provider-config", cfg.to_str().expect("utf8")],
+    );
+    s.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "k",
+        "--from-literal=v=kms-canary-3141",
+    ]);
     let v = s.kubectl(&["get", "secret", "k", "-o", "jsonpath={.data.v}"]);
     assert_eq!(B64.decode(v.trim()).expect("b64"), b"kms-canary-3141");
-    assert_eq!(s.curl_as("GET", "/healthz/kms-providers", &[], None, None).0, 200);
+    assert_eq!(
+        s.curl_as("GET", "/healthz/kms-providers", &[], None, None)
+            .0,
+        200
+    );
     assert!(files_containing(&dir, b"kms-canary-3141").is_empty());
-    assert!(!files_containing(&dir, b"k8s:enc:kms:v2:wardkms:").is_empty(), "stored as KMS v2");
+    assert!(
+        !files_containing(&dir, b"k8s:enc:kms:v2:wardkms:").is_empty(),
+        "stored as KMS v2"
+    );
 
     // plugin down: reads still work (cached seed)
     drop(plugin);
@@ -73,10 +102,29 @@ fn secrets_through_a_kms_v2_plugin() {
     // back up, with a second key added first: new writes use it, old values still read
     let k2 = tmp.path().join("kek2");
     write_private(&k2, &[9u8; 32]);
-    let _plugin = Plugin::start(&socket, &[&format!("k2={}", k2.display()), &format!("k1={}", k1.display())]);
+    let _plugin = Plugin::start(
+        &socket,
+        &[
+            &format!("k2={}", k2.display()),
+            &format!("k1={}", k1.display()),
+        ],
+    );
     let mut created = false;
     for _ in 0..40 {
-        if s.kubectl_with(&["create", "secret", "generic", "k2", "--from-literal=v=after"], None, &[]).status.success() {
+        if s.kubectl_with(
+            &[
+                "create",
+                "secret",
+                "generic",
+                "k2",
+                "--from-literal=v=after",
+            ],
+            None,
+            &[],
+        )
+        .status
+        .success()
+        {
             created = true;
             break;
         }

@@ -258,6 +258,19 @@ fn optimistic_concurrency_pagination_and_generate_name() {
             .contains("the object has been modified")
     );
     obj["metadata"]["resourceVersion"] = serde_json::json!(current);
+    // an update that changes nothing is not written (same resourceVersion), as upstream
+    let (c, b) = s.curl(
+        "PUT",
+        &format!("{NS}/p0"),
+        &[JSON],
+        Some(obj.to_string().as_bytes()),
+    );
+    assert_eq!(c, 200, "{b}");
+    assert_eq!(
+        json(&b)["metadata"]["resourceVersion"].as_str(),
+        Some(current.as_str())
+    );
+    obj["metadata"]["labels"] = serde_json::json!({"changed": "yes"});
     let (c, b) = s.curl(
         "PUT",
         &format!("{NS}/p0"),
