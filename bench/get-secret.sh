@@ -281,6 +281,29 @@ bench_ward() {
     WARD_BODY_BYTES=$(wc -c <"$TMP/ward-get.json")
 
     run_wrk ward "ward: GET secret (HTTPS)" -H "Authorization: Bearer $token" "$get"
+
+    # The same GET as a ServiceAccount bound to a Role that may get that one secret: JWT
+    # verification, a ServiceAccount lookup and RBAC on every request.
+    local api="$url/api/v1/namespaces/default" rbac="$url/apis/rbac.authorization.k8s.io/v1/namespaces/default"
+    ward_post() {  # PATH JSON -> body in $TMP/ward-post.json
+        curl -s -o "$TMP/ward-post.json" -w '%{http_code}' --max-time 10 --cacert "$dir/pki/ca.crt" \
+            -X POST -H "Authorization: Bearer $token" -H 'Content-Type: application/json' --data "$2" "$1" || true
+    }
+    code=$(ward_post "$api/serviceaccounts" '{"metadata":{"name":"bench-reader"}}')
+    [ "$code" = 201 ] || die "ward: creating the ServiceAccount answered $code"
+    code=$(ward_post "$rbac/roles" '{"metadata":{"name":"bench-get"},"rules":[{"apiGroups":[""],"resources":["secrets"],"resourceNames":["bench"],"verbs":["get"]}]}')
+    [ "$code" = 201 ] || die "ward: creating the Role answered $code"
+    code=$(ward_post "$rbac/rolebindings" '{"metadata":{"name":"bench-get"},"roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"Role","name":"bench-get"},"subjects":[{"kind":"ServiceAccount","name":"bench-reader","namespace":"default"}]}')
+    [ "$code" = 201 ] || die "ward: creating the RoleBinding answered $code"
+    code=$(ward_post "$api/serviceaccounts/bench-reader/token" '{"spec":{"expirationSeconds":3600}}')
+    [ "$code" = 201 ] || die "ward: TokenRequest answered $code"
+    local sa_token
+    sa_token=$(sed -n 's/.*"token":"\([^"]*\)".*/\1/p' "$TMP/ward-post.json")
+    [ -n "$sa_token" ] || die "ward: no token in the TokenRequest reply"
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 --cacert "$dir/pki/ca.crt" \
+        -H "Authorization: Bearer $sa_token" "$get" || true)
+    [ "$code" = 200 ] || die "ward: GET with the ServiceAccount token answered $code"
+    run_wrk ward-sa "ward: GET secret as a ServiceAccount (JWT + RBAC)" -H "Authorization: Bearer $sa_token" "$get"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -411,6 +434,7 @@ report() {
     echo
     echo "- ward/etcd req/s ratio: $(ratio ward etcd)"
     echo "- ward/nginx req/s ratio: $(ratio ward nginx)"
+    [ -n "${RPS[ward-sa]:-}" ] && echo "- ward as a ServiceAccount / ward as admin: $(ratio ward-sa ward)"
     echo
     echo "Machine: $NPROC CPUs ($CPU_MODEL), $(uname -sr); $DATE."
     echo "Load generator: $WRK_VERSION, \`-t$THREADS -c$CONNECTIONS -d$DURATION --latency\` after a ${WARMUP} warm-up."

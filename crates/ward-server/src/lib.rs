@@ -15,6 +15,7 @@ mod authz;
 mod bootstrap;
 mod discovery;
 mod error;
+pub mod etcd_audit;
 mod http;
 mod metrics;
 mod request;

@@ -486,8 +486,13 @@ impl EtcdStorage {
         key: Vec<u8>,
         options: GetOptions,
     ) -> Result<PbRangeResponse, Failure> {
-        let mut kv = self.client.kv_client();
-        let resp = self.timed(op, kv.get(key, Some(options))).await?;
+        let resp = self
+            .retrying(op, || {
+                let mut kv = self.client.kv_client();
+                let (key, options) = (key.clone(), options.clone());
+                async move { kv.get(key, Some(options)).await }
+            })
+            .await?;
         Ok(resp.0)
     }
 
@@ -510,9 +515,12 @@ impl EtcdStorage {
         op: &'static str,
         txn: Txn,
     ) -> Result<(bool, Revision, Option<PbTxnOpResponse>), StorageError> {
-        let mut kv = self.client.kv_client();
         let resp = self
-            .timed(op, kv.txn(txn))
+            .retrying(op, || {
+                let mut kv = self.client.kv_client();
+                let txn = txn.clone();
+                async move { kv.txn(txn).await }
+            })
             .await
             .map_err(|failure| failure.into_error(op))?
             .0;
@@ -534,6 +542,35 @@ impl EtcdStorage {
         }
     }
 
+    /// Runs an etcd call, retrying (a few times, briefly) when it failed before reaching any
+    /// member: the client balances over every endpoint and keeps trying a dead one, whose
+    /// connection is refused at once. Such a request was never sent, so even a conditional write
+    /// is safe to send again; any other failure is returned as it is.
+    async fn retrying<T, F, Fut>(&self, op: &'static str, mut call: F) -> Result<T, Failure>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        const ATTEMPTS: u32 = 8;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match tokio::time::timeout(self.request_timeout, call()).await {
+                Ok(Ok(resp)) => return Ok(resp),
+                Ok(Err(err)) if attempt < ATTEMPTS && never_sent(&err) => {
+                    tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+                }
+                Ok(Err(err)) => return Err(Failure::classify(op, &err)),
+                Err(_) => {
+                    return Err(Failure::Other(StorageError::backend(format!(
+                        "etcd {op}: no answer within {:?}",
+                        self.request_timeout
+                    ))));
+                }
+            }
+        }
+    }
+
     /// Awaits one etcd call, at most [`EtcdOptions::request_timeout`].
     async fn timed<T>(
         &self,
@@ -552,6 +589,17 @@ impl EtcdStorage {
 }
 
 // === helpers ===
+
+/// Whether an etcd call failed while connecting, before its request reached a member.
+fn never_sent(err: &etcd_client::Error) -> bool {
+    let text = match err {
+        etcd_client::Error::GRpcStatus(status) => status.message().to_owned(),
+        etcd_client::Error::TransportError(e) => e.to_string(),
+        _ => return false,
+    };
+    let text = text.to_ascii_lowercase();
+    text.contains("connect") && (text.contains("refused") || text.contains("tcp connect"))
+}
 
 /// The TLS settings of `options`, or `None` when no TLS file is given.
 fn tls_options(options: &EtcdOptions) -> Result<Option<TlsOptions>, StorageError> {

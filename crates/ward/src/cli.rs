@@ -37,6 +37,15 @@ enum Command {
     Agent(ward_agent::AgentArgs),
     /// Run a command with secrets in its environment (prefer `ward agent`'s files).
     Run(ward_agent::RunArgs),
+    /// Inspect a live etcd (read-only).
+    #[command(subcommand)]
+    Etcd(EtcdCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum EtcdCommand {
+    /// Report how each Secret and ConfigMap in a live etcd is stored (read-only).
+    Audit(ward_server::etcd_audit::EtcdAuditArgs),
 }
 
 const REWRITE_EXAMPLES: &str = "\
@@ -273,6 +282,7 @@ pub(crate) fn main() -> ExitCode {
                 None => Err(e.into()),
             },
         },
+        Command::Etcd(EtcdCommand::Audit(args)) => runtime.block_on(etcd_audit(args)),
         Command::Run(args) => match runtime.block_on(ward_agent::run_with_secrets(args)) {
             Ok(code) => return ExitCode::from(u8::try_from(code).unwrap_or(1)),
             Err(e) => Err(e.into()),
@@ -456,5 +466,19 @@ async fn rewrite(args: RewriteArgs) -> anyhow::Result<()> {
         "rewritten: {}  changed meanwhile: {}  deleted meanwhile: {}  done by an earlier run: {}",
         report.rewritten, report.conflicts, report.gone, report.resumed
     );
+    Ok(())
+}
+
+async fn etcd_audit(args: ward_server::etcd_audit::EtcdAuditArgs) -> anyhow::Result<()> {
+    let bar = indicatif::ProgressBar::new(0);
+    let report = ward_server::etcd_audit::etcd_audit(&args.options(), &mut |done, total| {
+        if let Some(t) = total {
+            bar.set_length(t);
+        }
+        bar.set_position(done);
+    })
+    .await?;
+    bar.finish_and_clear();
+    print!("{}", report.render(args.output));
     Ok(())
 }

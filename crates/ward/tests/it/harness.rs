@@ -398,3 +398,237 @@ fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("free port")
 }
+
+/// An etcd cluster of several members on free loopback ports (127.0.0.1 only), each in its own
+/// folder of one temporary directory. Members can be killed (SIGKILL) and restarted by index;
+/// every member still running is killed by PID on drop.
+pub(crate) struct EtcdCluster {
+    members: Vec<EtcdMember>,
+    initial_cluster: String,
+    token: String,
+    dir: tempfile::TempDir,
+}
+
+struct EtcdMember {
+    name: String,
+    client_url: String,
+    peer_url: String,
+    child: Option<Child>,
+}
+
+impl EtcdCluster {
+    /// Starts `size` members and waits until every one reports itself healthy (a leader is
+    /// elected). Retries with new ports if one was taken meanwhile.
+    pub(crate) fn start(size: usize) -> EtcdCluster {
+        for attempt in 0..3 {
+            let dir = tempfile::tempdir().expect("tmp");
+            let members: Vec<EtcdMember> = (0..size)
+                .map(|i| EtcdMember {
+                    name: format!("m{i}"),
+                    client_url: format!("http://127.0.0.1:{}", free_port()),
+                    peer_url: format!("http://127.0.0.1:{}", free_port()),
+                    child: None,
+                })
+                .collect();
+            let initial_cluster = members
+                .iter()
+                .map(|m| format!("{}={}", m.name, m.peer_url))
+                .collect::<Vec<_>>()
+                .join(",");
+            let mut cluster = EtcdCluster {
+                members,
+                initial_cluster,
+                token: format!("ward-it-{}-{attempt}", std::process::id()),
+                dir,
+            };
+            for i in 0..size {
+                cluster.spawn(i);
+            }
+            if cluster.wait_healthy(&(0..size).collect::<Vec<_>>(), Duration::from_secs(20)) {
+                return cluster;
+            }
+            // Drop kills what was started; try again on other ports.
+        }
+        panic!("the etcd cluster did not start");
+    }
+
+    /// The client URLs of every member, comma-separated (for `--etcd-servers`).
+    pub(crate) fn endpoints(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| m.client_url.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The client URL of member `index`.
+    pub(crate) fn client_url(&self, index: usize) -> &str {
+        &self.members[index].client_url
+    }
+
+    /// How many members the cluster has (running or not).
+    pub(crate) fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Whether member `index` is running (not killed).
+    pub(crate) fn is_running(&self, index: usize) -> bool {
+        self.members[index].child.is_some()
+    }
+
+    /// Kills member `index` with SIGKILL (a crash) and reaps it.
+    pub(crate) fn kill(&mut self, index: usize) {
+        if let Some(mut child) = self.members[index].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts member `index` again on its data directory and ports, and waits until it is
+    /// healthy (it has rejoined and sees a leader). Returns whether it did within `timeout`.
+    pub(crate) fn restart(&mut self, index: usize, timeout: Duration) -> bool {
+        self.kill(index);
+        self.spawn(index);
+        self.wait_healthy(&[index], timeout)
+    }
+
+    /// The index of the member that is the leader, as a running member sees it: the one whose
+    /// `/v3/maintenance/status` has `leader` equal to its own `header.member_id`.
+    pub(crate) fn leader(&self) -> Option<usize> {
+        (0..self.members.len()).find(|&i| {
+            self.is_running(i)
+                && etcd_status(&self.members[i].client_url).is_some_and(|s| {
+                    let id = s.pointer("/header/member_id").map(id_text);
+                    let leader = s.get("leader").map(id_text);
+                    id.is_some() && id == leader
+                })
+        })
+    }
+
+    /// Polls [`Self::leader`] until a leader is found or `timeout` passes.
+    pub(crate) fn wait_for_leader(&self, timeout: Duration) -> Option<usize> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(i) = self.leader() {
+                return Some(i);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn spawn(&mut self, index: usize) {
+        let bin = ["/usr/bin/etcd", "/usr/local/bin/etcd"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("etcd is installed (Debian etcd-server; scripts/test-all.sh installs it)");
+        let m = &self.members[index];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{}.log", m.name)))
+            .expect("etcd log");
+        let child = Command::new(bin)
+            .args(["--name", &m.name, "--log-level", "warn", "--data-dir"])
+            .arg(self.dir.path().join(&m.name))
+            .args(["--listen-client-urls", &m.client_url])
+            .args(["--advertise-client-urls", &m.client_url])
+            .args(["--listen-peer-urls", &m.peer_url])
+            .args(["--initial-advertise-peer-urls", &m.peer_url])
+            .args(["--initial-cluster", &self.initial_cluster])
+            .args(["--initial-cluster-token", &self.token])
+            .args(["--initial-cluster-state", "new"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn etcd");
+        self.members[index].child = Some(child);
+    }
+
+    /// Waits until each of `indexes` answers `/health` with true; false if one exits or time
+    /// runs out.
+    fn wait_healthy(&mut self, indexes: &[usize], timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut pending: Vec<usize> = indexes.to_vec();
+        while !pending.is_empty() {
+            for &i in &pending {
+                if let Some(child) = self.members[i].child.as_mut()
+                    && let Ok(Some(_)) = child.try_wait()
+                {
+                    self.members[i].child = None;
+                    return false;
+                }
+            }
+            pending.retain(|&i| {
+                let out = Command::new("curl")
+                    .args(["-s", "--max-time", "1"])
+                    .arg(format!("{}/health", self.members[i].client_url))
+                    .output();
+                !out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("\"true\""))
+            });
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            if !pending.is_empty() {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        true
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        // A temporary cluster: no graceful stop needed (and a member without quorum takes
+        // seconds to honour SIGTERM).
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}
+
+/// etcd's `/v3/maintenance/status` of the member at `client_url`, through its JSON gateway.
+pub(crate) fn etcd_status(client_url: &str) -> Option<serde_json::Value> {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "2", "-X", "POST", "-d", "{}"])
+        .arg(format!("{client_url}/v3/maintenance/status"))
+        .output()
+        .ok()?;
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// The store revision a member reports (`header.revision` of its status).
+pub(crate) fn etcd_revision(client_url: &str) -> Option<u64> {
+    let status = etcd_status(client_url)?;
+    id_text(status.pointer("/header/revision")?).parse().ok()
+}
+
+/// Puts `value` under `key` through etcd's JSON gateway (`/v3/kv/put`, base64 key and value),
+/// bypassing any server: how a raw value from another kube-apiserver gets into a test etcd.
+pub(crate) fn etcd_put(client_url: &str, key: &str, value: &[u8]) {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let body = serde_json::json!({"key": b64.encode(key), "value": b64.encode(value)});
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "5", "-X", "POST", "-d"])
+        .arg(body.to_string())
+        .arg(format!("{client_url}/v3/kv/put"))
+        .output()
+        .expect("curl");
+    let reply = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && reply.contains("\"header\""),
+        "put {key}: {reply}"
+    );
+}
+
+/// etcd's gateway writes 64-bit ids and revisions as JSON strings; this reads either form.
+fn id_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}

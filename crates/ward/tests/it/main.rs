@@ -4,6 +4,7 @@
 mod audit;
 mod auth;
 mod etcd;
+mod ha;
 mod harness;
 mod kms;
 mod kubectl_suite;
