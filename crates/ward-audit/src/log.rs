@@ -252,7 +252,15 @@ struct FileSink {
     /// `None` after a failed rotation or reopen; the next write tries again.
     file: Option<OpenFile>,
     tracker: Tracker,
+    /// How often the path is checked for an outside rotation or removal: every write when the
+    /// log fails closed (a lost event must refuse its request), else at most every
+    /// [`PATH_CHECK_INTERVAL`] (one `stat` per event costs a fifth of a GET's time).
+    check_every_write: bool,
+    last_path_check: std::time::Instant,
 }
+
+/// How often a fail-open log checks that its file is still the one at its path.
+const PATH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 struct OpenFile {
@@ -292,6 +300,8 @@ impl FileSink {
                 .map(|days| Duration::from_secs(u64::from(days) * 86_400)),
             file: Some(file),
             tracker: Tracker::default(),
+            check_every_write: options.fail_closed,
+            last_path_check: std::time::Instant::now(),
         })
     }
 
@@ -303,9 +313,14 @@ impl FileSink {
                 self.max_size
             )));
         }
+        let due = self.check_every_write || self.last_path_check.elapsed() >= PATH_CHECK_INTERVAL;
         let reopen = match &self.file {
             None => true,
-            Some(open) => !still_at_path(&self.path, open),
+            Some(open) if due => {
+                self.last_path_check = std::time::Instant::now();
+                !still_at_path(&self.path, open)
+            }
+            Some(_) => false,
         };
         if reopen {
             self.file = None;

@@ -46,6 +46,7 @@ const WRITE_ATTEMPTS: usize = 8;
 pub(crate) struct App {
     pub(crate) store: ObjectStore,
     auth: Authenticator,
+    sa_tokens: crate::auth::TokenCache,
     pub(crate) authz: Arc<Authorizer>,
     signer: Arc<TokenSigner>,
     /// Upstream behaviour: list and watch reveal every Secret value (`--list-reveals-values`).
@@ -73,6 +74,7 @@ impl App {
         App {
             store,
             auth,
+            sa_tokens: crate::auth::TokenCache::default(),
             authz,
             signer,
             list_reveals_values,
@@ -89,8 +91,8 @@ impl App {
         target: &Target,
         req: &http::request::Parts,
         query: &Query,
+        verb: &str,
     ) -> Result<String, ApiError> {
-        let (verb, _, _) = crate::request::labels(&req.method, &req.uri);
         let name = query
             .get("fieldSelector")
             .and_then(|f| ward_api::selector::FieldSelector::parse(f).ok())
@@ -264,12 +266,29 @@ impl App {
             }
             _ => {}
         }
-        let proved = self
-            .auth
-            .authenticate(cert_user, req.headers.get(header::AUTHORIZATION));
-        let user = match proved {
-            Some(p) => self.resolve(p).await,
-            None => None,
+        let user = match self
+            .sa_tokens
+            .lookup(cert_user, req.headers.get(header::AUTHORIZATION))
+        {
+            Some(cached) => Some(cached),
+            None => {
+                let proved = self
+                    .auth
+                    .authenticate(cert_user, req.headers.get(header::AUTHORIZATION));
+                match proved {
+                    Some(Authenticated::ServiceAccount(subject)) => {
+                        let exp = subject.expires;
+                        let user = self.resolve(Authenticated::ServiceAccount(subject)).await;
+                        if let Some(u) = &user {
+                            self.sa_tokens
+                                .insert(req.headers.get(header::AUTHORIZATION), u, exp);
+                        }
+                        user
+                    }
+                    Some(p) => self.resolve(p).await,
+                    None => None,
+                }
+            }
         };
         let (verb, _, _) = crate::request::labels(&req.method, &req.uri);
         let Some(user) = user else {
@@ -305,7 +324,7 @@ impl App {
                 auditor.begin(&req, peer, &caller, impersonated, &target, verb, received)?;
         }
         let query = Query::parse(req.uri.query());
-        audit.decision = Some(self.authorize(&user, &target, &req, &query)?);
+        audit.decision = Some(self.authorize(&user, &target, &req, &query, verb)?);
         if let Some(event) = audit.event.as_mut() {
             crate::audit::Auditor::request_body(event, ct.as_deref(), &body);
         }
@@ -1032,6 +1051,7 @@ impl App {
             namespace: ns.to_owned(),
             name: name.to_owned(),
             uid: meta_str(&sa, "uid").to_owned(),
+            expires: now + seconds,
         };
         let token = self
             .signer
@@ -1369,6 +1389,11 @@ impl App {
     }
 
     async fn rbac_changed(&self, info: &ResourceInfo) {
+        if info.kind == "ServiceAccount" {
+            // A deleted or replaced ServiceAccount revokes its tokens at once here; other
+            // replicas notice within the cache's lifetime.
+            self.sa_tokens.clear();
+        }
         if info.group == "rbac.authorization.k8s.io" && self.authz.rebuild().await.is_err() {
             warn!("RBAC index rebuild after a write failed; the watch will retry");
         }

@@ -360,3 +360,78 @@ mod tests {
         assert!(user_from_certificate(b"garbage").is_none());
     }
 }
+
+/// Verified ServiceAccount tokens, for a few seconds: checking an ES256 signature and looking
+/// the ServiceAccount up on every request would cost more than the rest of a GET. An entry lives
+/// at most [`TokenCache::TTL`] and never past the token's `exp`; any ServiceAccount write through
+/// this server clears the cache (so deleting a ServiceAccount revokes its tokens at once here).
+/// Keys are SHA-256 digests of the tokens, never the tokens.
+#[derive(Default)]
+pub(crate) struct TokenCache {
+    entries:
+        std::sync::Mutex<std::collections::HashMap<[u8; 32], (UserInfo, std::time::Instant, u64)>>,
+}
+
+impl TokenCache {
+    /// How long a verified token is trusted without checking again.
+    pub(crate) const TTL: std::time::Duration = std::time::Duration::from_secs(5);
+    const MAX_ENTRIES: usize = 10_000;
+
+    fn key(authorization: Option<&http::HeaderValue>) -> Option<[u8; 32]> {
+        let value = authorization?.as_bytes();
+        let token = value
+            .strip_prefix(b"Bearer ")
+            .or_else(|| value.strip_prefix(b"bearer "))?
+            .trim_ascii();
+        looks_like_jwt(token).then(|| Sha256::digest(token).into())
+    }
+
+    /// The user of a recently verified token; `None` for a client certificate (which wins).
+    pub(crate) fn lookup(
+        &self,
+        cert_user: Option<&UserInfo>,
+        authorization: Option<&http::HeaderValue>,
+    ) -> Option<UserInfo> {
+        if cert_user.is_some() {
+            return None;
+        }
+        let key = Self::key(authorization)?;
+        let now = unix_now();
+        let entries = self.entries.lock().ok()?;
+        let (user, at, exp) = entries.get(&key)?;
+        (at.elapsed() < Self::TTL && now <= *exp).then(|| user.clone())
+    }
+
+    pub(crate) fn insert(
+        &self,
+        authorization: Option<&http::HeaderValue>,
+        user: &UserInfo,
+        exp: u64,
+    ) {
+        let Some(key) = Self::key(authorization) else {
+            return;
+        };
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= Self::MAX_ENTRIES {
+                entries.retain(|_, (_, at, _)| at.elapsed() < Self::TTL);
+                if entries.len() >= Self::MAX_ENTRIES {
+                    entries.clear();
+                }
+            }
+            entries.insert(key, (user.clone(), std::time::Instant::now(), exp));
+        }
+    }
+
+    pub(crate) fn clear(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}

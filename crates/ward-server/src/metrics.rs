@@ -5,14 +5,16 @@
 //! - `apiserver_storage_transformation_operations_total{resource,transformation_type,
 //!   transformer_prefix,status}` and `apiserver_storage_transformation_duration_seconds`
 //!   (histogram), as in kube-apiserver's `pkg/storage/value/metrics.go`;
-//! - `apiserver_longrunning_requests{verb,resource}` (open watches).
+//! - `apiserver_longrunning_requests{verb,resource}` (open watches);
+//! - `apiserver_encryption_config_controller_automatic_reloads_total{status}` and
+//!   `..._automatic_reload_last_timestamp_seconds{status}`.
 //!
-//! Labels hold only names from a fixed set (verbs, resources, codes, provider prefixes), never
-//! object names or values.
+//! Labels hold only names from fixed sets (`&'static str`: verbs, resources, codes, provider
+//! prefixes), never object names or values; recording allocates nothing.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
 const REQUEST_BUCKETS: &[f64] = &[
@@ -22,10 +24,7 @@ const TRANSFORM_BUCKETS: &[f64] = &[
     0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01,
 ];
 
-/// Labels, in the order written.
-type Labels = Vec<(&'static str, String)>;
-
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Histogram {
     counts: Vec<u64>,
     sum: f64,
@@ -37,44 +36,46 @@ impl Histogram {
         if self.counts.is_empty() {
             self.counts = vec![0; buckets.len()];
         }
-        for (i, b) in buckets.iter().enumerate() {
-            if v <= *b {
-                self.counts[i] += 1;
-            }
+        if let Some(i) = buckets.iter().position(|b| v <= *b) {
+            self.counts[i] += 1;
         }
         self.sum += v;
         self.count += 1;
     }
 }
 
+type RequestKey = (&'static str, &'static str, &'static str);
+type TransformKey = (&'static str, bool, &'static str, bool);
+
 #[derive(Default)]
 struct Registry {
-    counters: BTreeMap<(&'static str, Labels), u64>,
-    gauges: BTreeMap<(&'static str, Labels), i64>,
-    histograms: BTreeMap<(&'static str, Labels), Histogram>,
+    requests: HashMap<(RequestKey, u16), u64>,
+    request_latency: HashMap<RequestKey, Histogram>,
+    transforms: HashMap<TransformKey, u64>,
+    transform_latency: HashMap<bool, Histogram>,
+    longrunning: HashMap<(&'static str, &'static str), i64>,
+    reloads: HashMap<&'static str, (u64, u64)>,
 }
 
 static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(|| Mutex::new(Registry::default()));
 
-fn with<T>(f: impl FnOnce(&mut Registry) -> T) -> Option<T> {
-    REGISTRY.lock().ok().map(|mut r| f(&mut r))
+fn with<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
+    f(&mut REGISTRY.lock().unwrap_or_else(PoisonError::into_inner))
 }
 
 /// Records one finished API request.
-pub(crate) fn request(verb: &str, group: &str, resource: &str, code: u16, took: Duration) {
-    let labels: Labels = vec![
-        ("verb", verb.to_owned()),
-        ("group", group.to_owned()),
-        ("resource", resource.to_owned()),
-    ];
-    let mut with_code = labels.clone();
-    with_code.push(("code", code.to_string()));
+pub(crate) fn request(
+    verb: &'static str,
+    group: &'static str,
+    resource: &'static str,
+    code: u16,
+    took: Duration,
+) {
+    let key = (verb, group, resource);
     with(|r| {
-        *r.counters
-            .entry(("apiserver_request_total", with_code))
-            .or_default() += 1;
-        r.histograms
-            .entry(("apiserver_request_duration_seconds", labels))
+        *r.requests.entry((key, code)).or_default() += 1;
+        r.request_latency
+            .entry(key)
             .or_default()
             .observe(REQUEST_BUCKETS, took.as_secs_f64());
     });
@@ -82,30 +83,18 @@ pub(crate) fn request(verb: &str, group: &str, resource: &str, code: u16, took: 
 
 /// Records one pass through the encryption transformer.
 pub(crate) fn transformation(
-    resource: &str,
+    resource: &'static str,
     to_storage: bool,
-    prefix: &str,
+    prefix: &'static str,
     ok: bool,
     took: Duration,
 ) {
-    let kind = if to_storage {
-        "to_storage"
-    } else {
-        "from_storage"
-    };
-    let labels: Labels = vec![("transformation_type", kind.to_owned())];
-    let op: Labels = vec![
-        ("resource", resource.to_owned()),
-        ("transformation_type", kind.to_owned()),
-        ("transformer_prefix", prefix.to_owned()),
-        ("status", if ok { "OK" } else { "Unknown" }.to_owned()),
-    ];
     with(|r| {
-        *r.counters
-            .entry(("apiserver_storage_transformation_operations_total", op))
+        *r.transforms
+            .entry((resource, to_storage, prefix, ok))
             .or_default() += 1;
-        r.histograms
-            .entry(("apiserver_storage_transformation_duration_seconds", labels))
+        r.transform_latency
+            .entry(to_storage)
             .or_default()
             .observe(TRANSFORM_BUCKETS, took.as_secs_f64());
     });
@@ -115,100 +104,153 @@ pub(crate) fn transformation(
 pub(crate) fn encryption_reload(ok: bool, unix_seconds: u64) {
     let status = if ok { "success" } else { "failure" };
     with(|r| {
-        *r.counters
-            .entry((
-                "apiserver_encryption_config_controller_automatic_reloads_total",
-                vec![("status", status.to_owned())],
-            ))
-            .or_default() += 1;
-        r.gauges.insert(
-            (
-                "apiserver_encryption_config_controller_automatic_reload_last_timestamp_seconds",
-                vec![("status", status.to_owned())],
-            ),
-            i64::try_from(unix_seconds).unwrap_or(i64::MAX),
-        );
+        let e = r.reloads.entry(status).or_default();
+        e.0 += 1;
+        e.1 = unix_seconds;
     });
 }
 
 /// Counts an open long-running request (watch) up or down.
-pub(crate) fn longrunning(verb: &str, resource: &str, delta: i64) {
-    let labels: Labels = vec![("verb", verb.to_owned()), ("resource", resource.to_owned())];
-    with(|r| {
-        *r.gauges
-            .entry(("apiserver_longrunning_requests", labels))
-            .or_default() += delta
-    });
+pub(crate) fn longrunning(verb: &'static str, resource: &'static str, delta: i64) {
+    with(|r| *r.longrunning.entry((verb, resource)).or_default() += delta);
 }
 
-fn write_labels(out: &mut String, labels: &Labels, extra: Option<(&str, String)>) {
-    let mut parts: Vec<String> = labels
+fn labels(pairs: &[(&str, &str)]) -> String {
+    let parts: Vec<String> = pairs
         .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+        .map(|(k, v)| {
+            let v = v
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
+            format!("{k}=\"{v}\"")
+        })
         .collect();
-    if let Some((k, v)) = extra {
-        parts.push(format!("{k}=\"{v}\""));
-    }
-    if !parts.is_empty() {
-        let _ = write!(out, "{{{}}}", parts.join(","));
-    }
+    format!("{{{}}}", parts.join(","))
 }
 
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+fn histogram(out: &mut String, name: &str, pairs: &[(&str, &str)], buckets: &[f64], h: &Histogram) {
+    let mut cumulative = 0;
+    for (i, b) in buckets.iter().enumerate() {
+        cumulative += h.counts.get(i).copied().unwrap_or_default();
+        let le = b.to_string();
+        let mut p = pairs.to_vec();
+        p.push(("le", &le));
+        let _ = writeln!(out, "{name}_bucket{} {cumulative}", labels(&p));
+    }
+    let mut p = pairs.to_vec();
+    p.push(("le", "+Inf"));
+    let _ = writeln!(out, "{name}_bucket{} {}", labels(&p), h.count);
+    let _ = writeln!(out, "{name}_sum{} {}", labels(pairs), h.sum);
+    let _ = writeln!(out, "{name}_count{} {}", labels(pairs), h.count);
+}
+
+fn sorted<K: Ord + Clone, V: Clone>(m: &HashMap<K, V>) -> Vec<(K, V)> {
+    let mut v: Vec<(K, V)> = m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
 }
 
 /// The Prometheus text exposition of every metric.
 pub(crate) fn render() -> String {
-    let mut out = String::new();
-    with(|r| {
-        let mut last = "";
-        for ((name, labels), v) in &r.counters {
-            if *name != last {
-                let _ = writeln!(out, "# TYPE {name} counter");
-                last = name;
-            }
-            out.push_str(name);
-            write_labels(&mut out, labels, None);
-            let _ = writeln!(out, " {v}");
-        }
-        for ((name, labels), v) in &r.gauges {
-            if *name != last {
-                let _ = writeln!(out, "# TYPE {name} gauge");
-                last = name;
-            }
-            out.push_str(name);
-            write_labels(&mut out, labels, None);
-            let _ = writeln!(out, " {v}");
-        }
-        for ((name, labels), h) in &r.histograms {
-            if *name != last {
-                let _ = writeln!(out, "# TYPE {name} histogram");
-                last = name;
-            }
-            let buckets = if name.contains("transformation") {
-                TRANSFORM_BUCKETS
-            } else {
-                REQUEST_BUCKETS
-            };
-            for (i, b) in buckets.iter().enumerate() {
-                let _ = write!(out, "{name}_bucket");
-                write_labels(&mut out, labels, Some(("le", b.to_string())));
-                let _ = writeln!(out, " {}", h.counts.get(i).copied().unwrap_or_default());
-            }
-            let _ = write!(out, "{name}_bucket");
-            write_labels(&mut out, labels, Some(("le", "+Inf".to_owned())));
-            let _ = writeln!(out, " {}", h.count);
-            let _ = write!(out, "{name}_sum");
-            write_labels(&mut out, labels, None);
-            let _ = writeln!(out, " {}", h.sum);
-            let _ = write!(out, "{name}_count");
-            write_labels(&mut out, labels, None);
-            let _ = writeln!(out, " {}", h.count);
-        }
+    let (requests, latency, transforms, t_latency, longrunning, reloads) = with(|r| {
+        (
+            sorted(&r.requests),
+            sorted(&r.request_latency),
+            sorted(&r.transforms),
+            sorted(&r.transform_latency),
+            sorted(&r.longrunning),
+            sorted(&r.reloads),
+        )
     });
+    let mut out = String::new();
+    out.push_str("# TYPE apiserver_request_total counter\n");
+    for (((verb, group, resource), code), n) in &requests {
+        let code = code.to_string();
+        let l = labels(&[
+            ("verb", verb),
+            ("group", group),
+            ("resource", resource),
+            ("code", &code),
+        ]);
+        let _ = writeln!(out, "apiserver_request_total{l} {n}");
+    }
+    out.push_str("# TYPE apiserver_request_duration_seconds histogram\n");
+    for ((verb, group, resource), h) in &latency {
+        let p = [("verb", *verb), ("group", *group), ("resource", *resource)];
+        histogram(
+            &mut out,
+            "apiserver_request_duration_seconds",
+            &p,
+            REQUEST_BUCKETS,
+            h,
+        );
+    }
+    out.push_str("# TYPE apiserver_storage_transformation_operations_total counter\n");
+    for ((resource, to_storage, prefix, ok), n) in &transforms {
+        let kind = if *to_storage {
+            "to_storage"
+        } else {
+            "from_storage"
+        };
+        let status = if *ok { "OK" } else { "Unknown" };
+        let l = labels(&[
+            ("resource", resource),
+            ("transformation_type", kind),
+            ("transformer_prefix", prefix),
+            ("status", status),
+        ]);
+        let _ = writeln!(
+            out,
+            "apiserver_storage_transformation_operations_total{l} {n}"
+        );
+    }
+    out.push_str("# TYPE apiserver_storage_transformation_duration_seconds histogram\n");
+    for (to_storage, h) in &t_latency {
+        let kind = if *to_storage {
+            "to_storage"
+        } else {
+            "from_storage"
+        };
+        let p = [("transformation_type", kind)];
+        histogram(
+            &mut out,
+            "apiserver_storage_transformation_duration_seconds",
+            &p,
+            TRANSFORM_BUCKETS,
+            h,
+        );
+    }
+    out.push_str("# TYPE apiserver_longrunning_requests gauge\n");
+    for ((verb, resource), n) in &longrunning {
+        let _ = writeln!(
+            out,
+            "apiserver_longrunning_requests{} {n}",
+            labels(&[("verb", verb), ("resource", resource)])
+        );
+    }
+    if !reloads.is_empty() {
+        out.push_str(
+            "# TYPE apiserver_encryption_config_controller_automatic_reloads_total counter\n",
+        );
+        for (status, (n, _)) in &reloads {
+            let l = labels(&[("status", status)]);
+            let _ = writeln!(
+                out,
+                "apiserver_encryption_config_controller_automatic_reloads_total{l} {n}"
+            );
+        }
+        out.push_str(
+            "# TYPE apiserver_encryption_config_controller_automatic_reload_last_timestamp_seconds gauge\n",
+        );
+        for (status, (_, ts)) in &reloads {
+            let l = labels(&[("status", status)]);
+            let _ = writeln!(
+                out,
+                "apiserver_encryption_config_controller_automatic_reload_last_timestamp_seconds{l} {ts}"
+            );
+        }
+    }
     out
 }
 
@@ -235,8 +277,11 @@ mod tests {
         assert!(text.contains(
             "apiserver_request_total{verb=\"get\",group=\"\",resource=\"secrets\",code=\"200\"}"
         ));
-        assert!(text.contains("apiserver_request_duration_seconds_bucket{verb=\"get\",group=\"\",resource=\"secrets\",le=\"0.0025\"}"));
+        // buckets are cumulative: the 2 ms request is in le=0.0025, both are in le=0.025
+        assert!(text.contains("apiserver_request_duration_seconds_bucket{verb=\"get\",group=\"\",resource=\"secrets\",le=\"0.025\"} 2"), "{text}");
         assert!(text.contains("transformer_prefix=\"k8s:enc:secretbox:v1:\""));
-        assert!(text.contains("apiserver_storage_transformation_duration_seconds_count{transformation_type=\"to_storage\"}"));
+        assert!(text.contains(
+            "apiserver_storage_transformation_duration_seconds_count{transformation_type=\"to_storage\"}"
+        ));
     }
 }

@@ -32,6 +32,8 @@ pub(crate) struct TokenSubject {
     pub(crate) namespace: String,
     pub(crate) name: String,
     pub(crate) uid: String,
+    /// `exp` of the token (seconds since the epoch); 0 when unknown.
+    pub(crate) expires: u64,
 }
 
 /// Signs and verifies ServiceAccount tokens.
@@ -146,6 +148,7 @@ impl TokenSigner {
             namespace: k8s.get("namespace")?.as_str()?.to_owned(),
             name: k8s.pointer("/serviceaccount/name")?.as_str()?.to_owned(),
             uid: k8s.pointer("/serviceaccount/uid")?.as_str()?.to_owned(),
+            expires: exp,
         };
         let sub = claims.get("sub")?.as_str()?;
         if sub
@@ -185,6 +188,7 @@ mod tests {
             namespace: "default".into(),
             name: "sa1".into(),
             uid: "u-1".into(),
+            expires: 1_000_000 + 3600,
         }
     }
 

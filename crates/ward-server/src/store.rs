@@ -86,7 +86,7 @@ impl ObjectStore {
         crate::metrics::transformation(
             info.resource,
             true,
-            &prefix_label(result.as_deref().unwrap_or_default()),
+            prefix_label(result.as_deref().unwrap_or_default()),
             result.is_ok(),
             started.elapsed(),
         );
@@ -125,7 +125,7 @@ impl ObjectStore {
         crate::metrics::transformation(
             info.resource,
             false,
-            &prefix_label(&kv.value),
+            prefix_label(&kv.value),
             decrypted.is_ok(),
             started.elapsed(),
         );
@@ -314,10 +314,15 @@ pub(crate) enum StoreWriteError {
 
 /// The `transformer_prefix` metric label of a stored value: `k8s:enc:<provider>:v1:` or
 /// `identity` (key names are left out).
-fn prefix_label(stored: &[u8]) -> String {
-    match ward_crypto::parse_prefix(stored) {
-        Some(p) => format!("k8s:enc:{}:{}:", p.provider(), p.version()),
-        None => "identity".to_owned(),
+fn prefix_label(stored: &[u8]) -> &'static str {
+    match ward_crypto::parse_prefix(stored).map(|p| (p.provider(), p.version())) {
+        None => "identity",
+        Some(("aescbc", "v1")) => "k8s:enc:aescbc:v1:",
+        Some(("aesgcm", "v1")) => "k8s:enc:aesgcm:v1:",
+        Some(("secretbox", "v1")) => "k8s:enc:secretbox:v1:",
+        Some(("kms", "v1")) => "k8s:enc:kms:v1:",
+        Some(("kms", "v2")) => "k8s:enc:kms:v2:",
+        Some(_) => "unknown",
     }
 }
 
