@@ -7,7 +7,7 @@
 //! edit, view, system:basic-user, system:discovery, ...) are created at start when missing.
 
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use serde_json::Value;
@@ -61,7 +61,6 @@ impl Authorizer {
     }
 
     async fn ensure_bootstrap(&self) -> Result<(), ApiError> {
-        let now = ward_api::table::rfc3339(SystemTime::now());
         let objects = ward_rbac::bootstrap::cluster_roles()
             .into_iter()
             .map(|o| ("clusterroles", o))
@@ -70,25 +69,8 @@ impl Authorizer {
                     .into_iter()
                     .map(|o| ("clusterrolebindings", o)),
             );
-        for (resource, mut obj) in objects {
-            let info = info(resource)?;
-            let name = strategy::meta_str(&obj, "name").to_owned();
-            if self.store.get(info, None, &name).await?.is_some() {
-                continue;
-            }
-            strategy::fill_create_metadata(
-                info,
-                &mut obj,
-                None,
-                &uuid::Uuid::new_v4().to_string(),
-                &now,
-            )?;
-            strategy::prepare_create(info, &mut obj)?;
-            match self.store.create(info, &obj).await {
-                Ok(_) => {}
-                Err(e) if e.code == 409 => {}
-                Err(e) => return Err(e),
-            }
+        for (resource, obj) in objects {
+            self.store.create_if_missing(info(resource)?, obj).await?;
         }
         Ok(())
     }

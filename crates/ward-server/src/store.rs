@@ -280,27 +280,33 @@ impl ObjectStore {
             return Err(ApiError::internal("namespaces are not registered"));
         };
         for ns in SYSTEM_NAMESPACES {
-            if self.get(info, None, ns).await?.is_some() {
-                continue;
-            }
-            let mut obj =
+            let obj =
                 json!({"metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}});
-            let now = ward_api::table::rfc3339(SystemTime::now());
-            strategy::fill_create_metadata(
-                info,
-                &mut obj,
-                None,
-                &uuid::Uuid::new_v4().to_string(),
-                &now,
-            )?;
-            strategy::prepare_create(info, &mut obj)?;
-            match self.create(info, &obj).await {
-                Ok(_) => {}
-                Err(e) if e.code == 409 => {}
-                Err(e) => return Err(e),
-            }
+            self.create_if_missing(info, obj).await?;
         }
         Ok(())
+    }
+
+    /// Creates a cluster-scoped object the server itself owns (default namespaces, bootstrap
+    /// RBAC) unless an object of that name exists; an existing one is left as it is.
+    pub(crate) async fn create_if_missing(
+        &self,
+        info: &ResourceInfo,
+        mut obj: Value,
+    ) -> Result<(), ApiError> {
+        let name = strategy::meta_str(&obj, "name").to_owned();
+        if self.get(info, None, &name).await?.is_some() {
+            return Ok(());
+        }
+        let now = ward_api::table::rfc3339(SystemTime::now());
+        let uid = uuid::Uuid::new_v4().to_string();
+        strategy::fill_create_metadata(info, &mut obj, None, &uid, &now)?;
+        strategy::prepare_create(info, &mut obj)?;
+        match self.create(info, &obj).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.code == 409 => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }
 
