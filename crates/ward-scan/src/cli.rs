@@ -19,9 +19,19 @@ pub struct ScanArgs {
     #[command(subcommand)]
     pub command: Option<ScanCommand>,
     /// Files or directories to scan; `-` reads standard input. Directories are searched
-    /// recursively for *.yaml, *.yml and *.json (hidden directories are skipped).
-    #[arg(value_name = "PATH", required = true)]
+    /// recursively for *.yaml, *.yml and *.json (hidden directories are skipped). Optional with
+    /// --kubeconfig or --context.
+    #[arg(value_name = "PATH", required_unless_present_any = ["kubeconfig", "context"])]
     pub paths: Vec<PathBuf>,
+    /// Also scan a live cluster, read-only (list only), through this kubeconfig. Kinds the
+    /// server does not serve (404) or the credentials may not list (403) are skipped with a
+    /// warning.
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Scan the live cluster of this kubeconfig context (default: the current context; the
+    /// kubeconfig defaults to $KUBECONFIG or ~/.kube/config).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
@@ -131,6 +141,10 @@ Examples:
   ward scan deploy/
   helm template my-release ./chart | ward scan -
 
+  # Scan a live cluster, read-only (list only; Secret values are never read)
+  ward scan --kubeconfig ~/.kube/config --context prod
+  ward scan --kubeconfig ~/.kube/config -o json --fail-on high deploy/
+
   # Scan everything in a cluster, without contacting it from ward
   kubectl get all,configmaps,serviceaccounts,roles,rolebindings,clusterroles,clusterrolebindings -A -o yaml \\
     | ward scan -
@@ -154,8 +168,9 @@ legacy-sa-token-secret.
 Exit status: 0, or 1 when --fail-on is given and a finding at or above it was reported.
 Findings never contain secret values: only names, paths and what looked wrong.";
 
-/// Runs `ward scan` (or `ward scan who-can`): reads every path (`-` is standard input), writes
-/// the report to `out`, and returns the exit status.
+/// Runs `ward scan` (or `ward scan who-can`): reads every path (`-` is standard input) and,
+/// with `--kubeconfig` or `--context`, the lists of a live cluster (one `GET` each, on a
+/// current-thread runtime built here), writes the report to `out`, and returns the exit status.
 ///
 /// # Returns
 /// - `Ok(0)`: the scan ran; no `--fail-on`, or no finding at or above it; or who-can answered.
@@ -166,6 +181,8 @@ Findings never contain secret values: only names, paths and what looked wrong.";
 ///   standard input could not be read (files found in a directory walk that fail to parse are
 ///   skipped and listed in the report instead);
 /// - [`ScanError::Parse`]: a named file or standard input is not YAML or JSON;
+/// - [`ScanError::Connect`], [`ScanError::Runtime`]: the cluster client could not be set up;
+/// - [`ScanError::Cluster`]: a list failed other than with 404 or 403 (those are skipped);
 /// - [`ScanError::Write`]: `out` failed.
 ///
 /// The caller should print the error and exit with status 2, so that 1 keeps meaning "findings".
@@ -173,7 +190,14 @@ pub fn run(args: ScanArgs, out: &mut dyn Write) -> Result<u8, ScanError> {
     if let Some(ScanCommand::WhoCan(who)) = args.command {
         return who_can(who, out);
     }
-    let scanner = scan_paths(&args.paths)?;
+    let mut scanner = scan_paths(&args.paths)?;
+    if args.kubeconfig.is_some() || args.context.is_some() {
+        crate::cluster::add_cluster(
+            &mut scanner,
+            args.kubeconfig.as_deref(),
+            args.context.as_deref(),
+        )?;
+    }
     let report = scanner.finish();
     match args.output {
         OutputFormat::Json => report.write_json(out)?,

@@ -48,6 +48,29 @@ pub enum ScanError {
         /// What the parser expected; never the input text.
         message: String,
     },
+    /// The async runtime for `--kubeconfig` could not be started.
+    #[error("cannot start the runtime for the cluster client")]
+    Runtime {
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The kubeconfig (or its context) cannot be used to reach the cluster.
+    #[error("cannot use the kubeconfig")]
+    Connect {
+        /// The cause: names the file and the field, never a credential.
+        #[source]
+        source: ward_client::ClientError,
+    },
+    /// A list could not be read from the cluster (other than 404 or 403, which are skipped).
+    #[error("cannot list {path} from the cluster")]
+    Cluster {
+        /// The API path, such as `/api/v1/configmaps`.
+        path: String,
+        /// The cause.
+        #[source]
+        source: ward_client::ClientError,
+    },
     /// The report could not be written.
     #[error("cannot write the report")]
     Write {

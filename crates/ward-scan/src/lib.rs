@@ -20,10 +20,11 @@
 //! line and column, never input text. Secret values are not even read: only ConfigMaps and env
 //! literals are classified. Tests feed canary values through every output format.
 //!
-//! This crate reads files and standard input but does no network IO; it must never depend on
-//! a Kubernetes client, a storage backend or a crypto crate (it uses `ward-rbac`, which does no
-//! IO). A live-cluster mode will come
-//! through a separate input, not by widening this one.
+//! The [`Scanner`] reads files and standard input and does no network IO. The live-cluster mode
+//! (`ward scan --kubeconfig`, in [`run`]) is a separate input: it lists objects read-only (`GET`
+//! only) through `ward-client` and adds each list as one document, so every rule sees the same
+//! objects either way. This crate must never depend on a storage backend, a server crate or a
+//! crypto crate (it uses `ward-rbac`, which does no IO).
 //!
 //! ```
 //! use ward_scan::{Rule, Scanner, Severity};
@@ -63,6 +64,7 @@
 #![warn(missing_docs)]
 
 mod cli;
+mod cluster;
 mod detect;
 mod error;
 mod finding;

@@ -45,7 +45,10 @@ fn help_has_examples_and_flags() {
         "--output",
         "--fail-on <SEVERITY>",
         "- sarif: SARIF 2.1.0",
-        "<PATH>...",
+        "[PATH]...",
+        "--kubeconfig <PATH>",
+        "--context <NAME>",
+        "ward scan --kubeconfig ~/.kube/config --context prod",
     ] {
         assert!(help.contains(needle), "{needle} missing from:\n{help}");
     }

@@ -9,6 +9,7 @@ mod cli;
 mod control_plane;
 mod data;
 mod inputs;
+mod live;
 mod output;
 mod rbac;
 mod who_can;

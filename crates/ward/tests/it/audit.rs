@@ -167,3 +167,137 @@ fn fail_closed_refuses_unauditable_requests() {
     );
     assert_eq!(c, 404, "the refused create changed nothing");
 }
+
+#[test]
+fn canary_never_reaches_logs_audit_or_disk_on_any_path() {
+    use base64::Engine as _;
+    let canary = "canary-debug-4f1e9b27";
+    let b64 = base64::engine::general_purpose::STANDARD.encode(canary);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("ward");
+    let s = Server::start_debug(&dir);
+    let ns = "/api/v1/namespaces/default/secrets";
+    let json_ct = "Content-Type: application/json";
+    // create through protobuf (kubectl create), JSON, YAML and apply
+    s.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "c1",
+        &format!("--from-literal=k={canary}"),
+    ]);
+    s.curl(
+        "POST",
+        ns,
+        &[json_ct],
+        Some(
+            format!(r#"{{"metadata":{{"name":"c2"}},"stringData":{{"k":"{canary}"}}}}"#).as_bytes(),
+        ),
+    );
+    s.curl(
+        "POST",
+        ns,
+        &["Content-Type: application/yaml"],
+        Some(format!("metadata:\n  name: c3\nstringData:\n  k: {canary}\n").as_bytes()),
+    );
+    s.kubectl_stdin(
+        &["apply", "--server-side", "-f", "-"],
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: c4\nstringData:\n  k: {canary}\n"
+        ),
+    );
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: c5\ndata:\n  k: {b64}\n"),
+    );
+    // reads: get, list, table, watch
+    s.kubectl(&["get", "secret", "c1", "-o", "yaml"]);
+    s.kubectl(&["get", "secrets"]);
+    s.curl("GET", &format!("{ns}?watch=1&timeoutSeconds=1"), &[], None);
+    // updates: every patch type, replace
+    s.kubectl(&[
+        "patch",
+        "secret",
+        "c1",
+        "--type",
+        "merge",
+        "-p",
+        &format!(r#"{{"stringData":{{"m":"{canary}"}}}}"#),
+    ]);
+    s.kubectl(&[
+        "patch",
+        "secret",
+        "c1",
+        "--type",
+        "json",
+        "-p",
+        &format!(r#"[{{"op":"add","path":"/data/j","value":"{b64}"}}]"#),
+    ]);
+    s.kubectl(&[
+        "patch",
+        "secret",
+        "c1",
+        "-p",
+        &format!(r#"{{"data":{{"s":"{b64}"}}}}"#),
+    ]);
+    let obj = s.kubectl(&["get", "secret", "c2", "-o", "json"]);
+    s.kubectl_stdin(&["replace", "-f", "-"], &obj);
+    // error paths carrying the value: bad JSON, bad key, conflict, immutable, wrong type, 413-ish
+    s.curl(
+        "POST",
+        ns,
+        &[json_ct],
+        Some(format!(r#"{{"metadata":{{"name":"e1"}},"data":{{"k":"{canary}"#).as_bytes()),
+    );
+    s.curl(
+        "POST",
+        ns,
+        &[json_ct],
+        Some(format!(r#"{{"metadata":{{"name":"e2"}},"data":{{"bad/key":"{b64}"}}}}"#).as_bytes()),
+    );
+    s.curl(
+        "POST",
+        ns,
+        &[json_ct],
+        Some(format!(r#"{{"metadata":{{"name":"c1"}},"data":{{"k":"{b64}"}}}}"#).as_bytes()),
+    );
+    s.curl(
+        "POST",
+        ns,
+        &[json_ct],
+        Some(format!(r#"{{"metadata":{{"name":"e3"}},"data":{{"k":"!{canary}"}}}}"#).as_bytes()),
+    );
+    s.curl("POST", ns, &[json_ct], Some(format!(r#"{{"metadata":{{"name":"e4"}},"type":"kubernetes.io/dockerconfigjson","data":{{".dockerconfigjson":"{b64}"}}}}"#).as_bytes()));
+    s.curl(
+        "PUT",
+        &format!("{ns}/c2"),
+        &[json_ct],
+        Some(
+            format!(
+                r#"{{"metadata":{{"name":"c2","resourceVersion":"1"}},"data":{{"k":"{b64}"}}}}"#
+            )
+            .as_bytes(),
+        ),
+    );
+    s.curl_as(
+        "POST",
+        ns,
+        &[json_ct],
+        Some(format!(r#"{{"metadata":{{"name":"e5"}},"data":{{"k":"{b64}"}}}}"#).as_bytes()),
+        Some("wrong-token"),
+    );
+    s.kubectl(&["delete", "secret", "c3"]);
+    let logs = s.logs();
+    assert!(logs.contains("DEBUG"), "debug logging is on");
+    for needle in [canary, b64.as_str()] {
+        assert!(
+            !logs.contains(needle),
+            "{needle} in the server's debug logs"
+        );
+        let leaks = crate::harness::files_containing(&dir, needle.as_bytes());
+        assert!(
+            leaks.is_empty(),
+            "{needle} found on disk in {leaks:?} (audit log included)"
+        );
+    }
+}

@@ -26,13 +26,23 @@ impl Server {
         s
     }
 
+    /// Starts a server on `dir` with `WARD_LOG=debug` (every request logged).
+    pub(crate) fn start_debug(dir: &Path) -> Server {
+        Server::start_with_log(dir, &[], "debug")
+    }
+
     /// Starts a server on `dir` (kept by the caller), with extra flags.
     pub(crate) fn start_in(dir: &Path, extra: &[&str]) -> Server {
+        let level = std::env::var("WARD_TEST_LOG").unwrap_or_else(|_| "info".into());
+        Server::start_with_log(dir, extra, &level)
+    }
+
+    fn start_with_log(dir: &Path, extra: &[&str], level: &str) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ward"));
         cmd.args(["serve", "--secure-port", "0", "--data-dir"])
             .arg(dir)
             .args(extra)
-            .env("WARD_LOG", "info")
+            .env("WARD_LOG", level)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
