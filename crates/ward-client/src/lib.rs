@@ -178,12 +178,17 @@ impl Client {
             }
             _ => builder.with_no_client_auth(),
         };
+        // Small requests on a kept-alive connection stall ~40 ms each on Nagle's algorithm and
+        // delayed ACKs unless TCP_NODELAY is set.
+        let mut tcp = HttpConnector::new();
+        tcp.set_nodelay(true);
+        tcp.enforce_http(false);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(config)
             .https_only()
             .enable_http1()
             .enable_http2()
-            .build();
+            .wrap_connector(tcp);
         let http = HyperClient::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .build(connector);

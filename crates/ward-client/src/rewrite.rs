@@ -10,6 +10,7 @@
 
 use std::path::PathBuf;
 
+use futures_util::StreamExt as _;
 use http::Method;
 use serde_json::Value;
 
@@ -73,12 +74,23 @@ pub async fn rewrite(
         };
         let mut continue_token = String::new();
         let mut first = true;
+        // The last object this run finished in this resource (lists are key-ordered).
+        let mut done_here: Option<String> = None;
         loop {
             let mut path = format!("{base}?limit={}", opts.page_size.max(1));
             if !continue_token.is_empty() {
                 path.push_str(&format!("&continue={continue_token}"));
             }
-            let page = client.json(Method::GET, &path, None).await?;
+            let page = match client.json(Method::GET, &path, None).await {
+                Ok(page) => page,
+                // The list's snapshot was compacted away while we wrote (a long run on a busy
+                // or small history): list again from the start and skip what this run did.
+                Err(e) if e.code() == Some(410) && !continue_token.is_empty() => {
+                    continue_token.clear();
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let items = page
                 .get("items")
                 .and_then(Value::as_array)
@@ -93,6 +105,7 @@ pub async fn rewrite(
                 first = false;
             }
             let mut last = None;
+            let mut todo = Vec::new();
             for item in items {
                 let ns = item
                     .pointer("/metadata/namespace")
@@ -105,6 +118,9 @@ pub async fn rewrite(
                     .unwrap_or_default()
                     .to_owned();
                 let position = format!("{resource}/{ns}/{name}");
+                if done_here.as_deref().is_some_and(|d| position.as_str() <= d) {
+                    continue;
+                }
                 if resume
                     .as_deref()
                     .is_some_and(|r| resume_skips(r, resource, &opts.resources, &position))
@@ -113,15 +129,26 @@ pub async fn rewrite(
                     progress.done();
                     continue;
                 }
-                let item_path = format!("/api/v1/namespaces/{ns}/{resource}/{name}");
-                match client.json(Method::PUT, &item_path, Some(&item)).await {
+                last = Some(position);
+                todo.push((format!("/api/v1/namespaces/{ns}/{resource}/{name}"), item));
+            }
+            // Write the page's objects back a few at a time (each is an independent CAS).
+            let mut results =
+                futures_util::stream::iter(todo.into_iter().map(|(path, item)| async move {
+                    client.json(Method::PUT, &path, Some(&item)).await
+                }))
+                .buffer_unordered(CONCURRENCY);
+            while let Some(result) = results.next().await {
+                match result {
                     Ok(_) => report.rewritten += 1,
                     Err(e) if e.code() == Some(409) => report.conflicts += 1,
                     Err(e) if e.code() == Some(404) => report.gone += 1,
                     Err(e) => return Err(e),
                 }
                 progress.done();
-                last = Some(position);
+            }
+            if let Some(l) = &last {
+                done_here = Some(l.clone());
             }
             if let (Some(state), Some(last)) = (&opts.state_file, last) {
                 std::fs::write(state, last).map_err(|e| {
@@ -143,6 +170,9 @@ pub async fn rewrite(
     }
     Ok(report)
 }
+
+/// How many writes are in flight at once.
+const CONCURRENCY: usize = 16;
 
 /// Whether `position` was finished by the run that saved `saved`: an earlier resource in the
 /// list, or the same resource at or before the saved `namespace/name` (lists are key-ordered).
