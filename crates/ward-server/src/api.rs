@@ -45,6 +45,7 @@ const WRITE_ATTEMPTS: usize = 8;
 /// Shared state of the server.
 pub(crate) struct App {
     pub(crate) store: ObjectStore,
+    watch_cache: crate::watchcache::WatchCache,
     auth: Authenticator,
     sa_tokens: crate::auth::TokenCache,
     pub(crate) authz: Arc<Authorizer>,
@@ -72,6 +73,7 @@ impl App {
         addr: SocketAddr,
     ) -> Self {
         App {
+            watch_cache: crate::watchcache::WatchCache::start(store.clone(), shutdown.clone()),
             store,
             auth,
             sa_tokens: crate::auth::TokenCache::default(),
@@ -465,6 +467,7 @@ impl App {
             "watch" => {
                 watch::serve(
                     &self.store,
+                    &self.watch_cache,
                     self.shutdown.clone(),
                     &ctx.p,
                     &ctx.query,

@@ -22,6 +22,7 @@ mod request;
 mod satoken;
 mod store;
 mod watch;
+mod watchcache;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;

@@ -251,6 +251,7 @@ pub(crate) fn render() -> String {
             );
         }
     }
+    crate::watchcache::render_metrics(&mut out);
     out
 }
 

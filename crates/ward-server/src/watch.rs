@@ -1,4 +1,5 @@
-//! Watch: a stream of `{"type": ..., "object": ...}` JSON lines, from a storage watch.
+//! Watch: a stream of `{"type": ..., "object": ...}` JSON lines, from the watch cache
+//! (`crate::watchcache`) or, for revisions older than it holds, a storage watch.
 //!
 //! Semantics follow kube-apiserver:
 //! - no `resourceVersion` (or `"0"`), or `sendInitialEvents=true`: synthetic `ADDED` events for
@@ -13,7 +14,6 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use futures_util::StreamExt as _;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
@@ -24,12 +24,13 @@ use ward_api::resources::ResourceInfo;
 use ward_api::selector::{FieldSelector, LabelSelector};
 use ward_api::strategy::meta_str;
 use ward_api::table;
-use ward_storage::{EventKind, Revision, StorageError, WatchItem};
+use ward_storage::{EventKind, Revision, StorageError};
 
 use crate::authz::SecretFilter;
 use crate::http::Body;
 use crate::request::{Output, Query, ResourcePath};
 use crate::store::{ObjectStore, storage_error};
+use crate::watchcache::{CachedEvent, Feed, FeedItem, WatchCache};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 const BOOKMARK_EVERY: Duration = Duration::from_secs(30);
@@ -102,6 +103,7 @@ impl Filter {
 /// Starts a watch and returns the streaming reply.
 pub(crate) async fn serve(
     store: &ObjectStore,
+    cache: &WatchCache,
     shutdown: watch::Receiver<bool>,
     p: &ResourcePath,
     query: &Query,
@@ -147,8 +149,8 @@ pub(crate) async fn serve(
         output,
         columns_sent: false,
     };
-    match store.storage.watch(prefix.as_bytes(), start).await {
-        Ok(stream) => {
+    match cache.watch(info, prefix.as_bytes(), start).await {
+        Ok(feed) => {
             let store = store.clone();
             let mut state = Stream {
                 info,
@@ -163,13 +165,7 @@ pub(crate) async fn serve(
             tokio::spawn(async move {
                 crate::metrics::longrunning("watch", info.resource, 1);
                 state
-                    .run(
-                        stream,
-                        initial,
-                        send_initial == Some(true),
-                        timeout,
-                        shutdown,
-                    )
+                    .run(feed, initial, send_initial == Some(true), timeout, shutdown)
                     .await;
                 crate::metrics::longrunning("watch", info.resource, -1);
             });
@@ -246,6 +242,16 @@ struct Stream {
 }
 
 impl Stream {
+    /// Sends a change; its plain JSON line is encoded once per event and shared by watchers.
+    async fn send_event(&mut self, kind: &str, ev: &CachedEvent, obj: &Value) -> bool {
+        if matches!(self.enc.output, Output::Json) && !self.secrets.is_active() {
+            let enc = &mut self.enc;
+            let line = ev.line(kind, || enc.line(kind, obj));
+            return self.tx.send(line).await.is_ok();
+        }
+        self.send(kind, obj).await
+    }
+
     async fn send(&mut self, kind: &str, obj: &Value) -> bool {
         let line = if self.secrets.is_active() && matches!(kind, "ADDED" | "MODIFIED" | "DELETED") {
             let mut shown = obj.clone();
@@ -268,7 +274,7 @@ impl Stream {
 
     async fn run(
         &mut self,
-        mut stream: ward_storage::WatchStream,
+        mut feed: Feed,
         initial: Vec<Value>,
         initial_end_bookmark: bool,
         timeout: Duration,
@@ -286,6 +292,7 @@ impl Stream {
         tokio::pin!(deadline);
         let mut ticker = tokio::time::interval(BOOKMARK_EVERY);
         ticker.tick().await;
+        let info = self.info;
         loop {
             tokio::select! {
                 _ = &mut deadline => return,
@@ -296,18 +303,17 @@ impl Stream {
                         return;
                     }
                 }
-                item = stream.next() => match item {
-                    None => return,
-                    Some(Ok(WatchItem::Progress(rev))) => self.last = self.last.max(rev),
-                    Some(Ok(WatchItem::Event(ev))) => {
-                        self.last = self.last.max(ev.kv.mod_revision);
-                        if !self.event(ev).await {
+                item = feed.next(info) => match item {
+                    FeedItem::End => return,
+                    FeedItem::Progress(rev) => self.last = self.last.max(rev),
+                    FeedItem::Event(ev) => {
+                        self.last = self.last.max(ev.revision);
+                        if !self.event(&ev).await {
                             return;
                         }
                     }
-                    Some(Err(e)) => {
-                        let status = storage_error(self.info, "", e).to_status();
-                        let _ = self.send("ERROR", &status).await;
+                    FeedItem::Error(e) => {
+                        let _ = self.send("ERROR", &e.to_status()).await;
                         return;
                     }
                 }
@@ -316,9 +322,9 @@ impl Stream {
     }
 
     /// Sends one storage event, translated through the selectors. False when the stream must end.
-    async fn event(&mut self, ev: ward_storage::Event) -> bool {
-        let rev = ev.kv.mod_revision;
-        let new = match self.store.decode(self.info, &ev.kv, rev).await {
+    async fn event(&mut self, ev: &CachedEvent) -> bool {
+        let store = self.store.clone();
+        let new = match ev.object(&store, self.info).await {
             Ok(v) => v,
             Err(e) => {
                 let _ = self.send("ERROR", &e.to_status()).await;
@@ -327,27 +333,26 @@ impl Stream {
         };
         match ev.kind {
             EventKind::Delete => {
-                if self.filter.matches(&new) {
-                    return self.send("DELETED", &new).await;
+                if self.filter.matches(new) {
+                    return self.send_event("DELETED", ev, new).await;
                 }
                 true
             }
             EventKind::Put => {
-                let now = self.filter.matches(&new);
-                let before = match (&ev.prev, self.filter.is_empty()) {
-                    (None, _) => false,
-                    (Some(_), true) => true,
-                    (Some(prev), false) => self
-                        .store
-                        .decode(self.info, prev, prev.mod_revision)
+                let now = self.filter.matches(new);
+                let before = if !ev.had_prev() {
+                    false
+                } else if self.filter.is_empty() {
+                    true
+                } else {
+                    ev.prev_object(&store, self.info)
                         .await
-                        .map(|o| self.filter.matches(&o))
-                        .unwrap_or(false),
+                        .is_some_and(|o| self.filter.matches(o))
                 };
                 match (before, now) {
-                    (true, true) => self.send("MODIFIED", &new).await,
-                    (false, true) => self.send("ADDED", &new).await,
-                    (true, false) => self.send("DELETED", &new).await,
+                    (true, true) => self.send_event("MODIFIED", ev, new).await,
+                    (false, true) => self.send_event("ADDED", ev, new).await,
+                    (true, false) => self.send_event("DELETED", ev, new).await,
                     (false, false) => true,
                 }
             }

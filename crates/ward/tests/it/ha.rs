@@ -555,6 +555,104 @@ impl Target {
     }
 }
 
+/// A watch opened on one replica, served by its watch cache, follows writes through the other
+/// replica while etcd's leader is killed and comes back: no event is lost, none is repeated, and
+/// the client sees no error (the cache re-watches etcd from the last revision it saw).
+#[test]
+fn watches_follow_writes_through_an_etcd_leader_crash() {
+    let mut cluster = EtcdCluster::start(3);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a_dir = tmp.path().join("a");
+    let endpoints = cluster.endpoints();
+    let a = Server::start_in(&a_dir, &["--etcd-servers", &endpoints]);
+    let b_dir = tmp.path().join("b");
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(&a_dir)
+        .arg(&b_dir)
+        .status()
+        .expect("cp");
+    assert!(copied.success());
+    let b = Server::start_in(&b_dir, &["--etcd-servers", &endpoints]);
+    let path = "/api/v1/namespaces/default/secrets";
+    let create = |name: &str| {
+        let body = format!(
+            r#"{{"apiVersion":"v1","kind":"Secret","metadata":{{"name":"{name}"}},"data":{{"k":"dg=="}}}}"#
+        );
+        retry(|| {
+            let (code, reply) = a.curl(
+                "POST",
+                path,
+                &["Content-Type: application/json"],
+                Some(body.as_bytes()),
+            );
+            match code {
+                201 => Some(reply),
+                // a retried create whose first attempt was applied
+                409 => Some(a.curl("GET", &format!("{path}/{name}"), &[], None).1),
+                _ => None,
+            }
+        })
+        .unwrap_or_else(|| panic!("create {name} never succeeded"))
+    };
+    let rv = json(&create("w-0"))["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("rv")
+        .to_owned();
+    let events = std::thread::scope(|scope| {
+        let watch = scope.spawn(|| {
+            b.curl(
+                "GET",
+                &format!("{path}?watch=1&resourceVersion={rv}&timeoutSeconds=15"),
+                &[],
+                None,
+            )
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        create("w-1");
+        let leader = cluster
+            .wait_for_leader(Duration::from_secs(5))
+            .expect("leader");
+        cluster.kill(leader);
+        let new_leader = cluster.wait_for_leader(Duration::from_secs(10));
+        assert!(new_leader.is_some_and(|l| l != leader), "no new leader");
+        create("w-2");
+        assert!(
+            cluster.restart(leader, Duration::from_secs(15)),
+            "killed member did not rejoin"
+        );
+        create("w-3");
+        let (code, body) = watch.join().expect("watch thread");
+        assert_eq!(code, 200, "{body}");
+        body
+    });
+    let seen: Vec<(String, String)> = events
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(json)
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap_or_default().to_owned(),
+                e["object"]["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = ["w-1", "w-2", "w-3"]
+        .iter()
+        .map(|n| ("ADDED".to_owned(), (*n).to_owned()))
+        .collect();
+    assert_eq!(seen, expected, "{events}");
+    // Served by the cache, not by a storage watch of its own.
+    let (_, metrics) = b.curl("GET", "/metrics", &[], None);
+    assert!(
+        metrics.contains(r#"ward_watch_cache_watches_total{resource="secrets",source="cache"} 1"#),
+        "{metrics}"
+    );
+}
+
 /// For each target, how long after `fault` (since the epoch) the first write that started after
 /// it was acknowledged; `None` if none was within [`MAX_RESUME`] plus a margin.
 fn resume_after(

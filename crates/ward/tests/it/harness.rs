@@ -89,6 +89,11 @@ impl Server {
         }
     }
 
+    /// Keeps `dir` (the parent of the data directory) alive as long as the server.
+    pub(crate) fn keep(&mut self, dir: tempfile::TempDir) {
+        self._data = Some(dir);
+    }
+
     /// Everything the server has logged so far.
     pub(crate) fn logs(&self) -> String {
         self.logs.lock().map(|l| l.clone()).unwrap_or_default()
@@ -368,6 +373,11 @@ impl Etcd {
             let _ = child.wait();
         }
         panic!("etcd did not start");
+    }
+
+    /// etcd's data directory.
+    pub(crate) fn dir(&self) -> &Path {
+        self._dir.path()
     }
 
     /// The raw value stored under `key`, through etcd's JSON gateway.

@@ -1,12 +1,81 @@
 //! The kubectl commands of the API spec (§2.2) that concern Secrets, ConfigMaps and Namespaces,
-//! against a real `ward serve`.
+//! against a real `ward serve`: every test runs twice, on the embedded store (`on_redb`) and on a
+//! real etcd (`on_etcd`, `--etcd-servers`).
 
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
-use crate::harness::{Server, files_containing, json};
+use crate::harness::{Etcd, Server, files_containing, json};
+
+/// A server on one backend; the etcd, when there is one, lives as long as the server.
+struct Suite {
+    server: Server,
+    etcd: Option<Etcd>,
+}
+
+impl Suite {
+    fn redb() -> Suite {
+        Suite {
+            server: Server::start(),
+            etcd: None,
+        }
+    }
+
+    fn etcd() -> Suite {
+        let etcd = Etcd::start();
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut server = Server::start_in(&dir.path().join("ward"), &["--etcd-servers", &etcd.url]);
+        server.keep(dir);
+        Suite {
+            server,
+            etcd: Some(etcd),
+        }
+    }
+
+    /// Files of the server's data directory and of etcd's that contain `needle`.
+    fn files_containing(&self, needle: &[u8]) -> Vec<std::path::PathBuf> {
+        let mut found = files_containing(&self.server.data_dir, needle);
+        if let Some(etcd) = &self.etcd {
+            found.extend(files_containing(etcd.dir(), needle));
+        }
+        found
+    }
+}
+
+impl std::ops::Deref for Suite {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        &self.server
+    }
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod on_redb {
+            $(#[test]
+            fn $name() {
+                super::$name(&super::Suite::redb());
+            })*
+        }
+        mod on_etcd {
+            $(#[test]
+            fn $name() {
+                super::$name(&super::Suite::etcd());
+            })*
+        }
+    };
+}
+
+on_both_backends!(
+    the_readme_example_verbatim,
+    secrets_crud_with_kubectl,
+    configmaps_namespaces_and_discovery,
+    kubectl_watch_sees_changes,
+    rbac_objects_and_service_accounts,
+    managed_fields_and_server_side_apply_conflicts,
+);
 
 const EXAMPLE: &str = "\
 apiVersion: v1
@@ -18,9 +87,7 @@ data:
   API_KEY: aHVudGVyMg==
 ";
 
-#[test]
-fn the_readme_example_verbatim() {
-    let s = Server::start();
+fn the_readme_example_verbatim(s: &Suite) {
     let out = s.kubectl_stdin(&["apply", "-f", "-"], EXAMPLE);
     assert!(out.contains("secret/my-api-secret created"), "{out}");
     let b64 = s.kubectl(&[
@@ -38,17 +105,18 @@ fn the_readme_example_verbatim() {
         again.contains("unchanged") || again.contains("configured"),
         "{again}"
     );
-    assert!(
-        files_containing(&s.data_dir, b"hunter2").is_empty(),
-        "plaintext found on disk: {:?}",
-        files_containing(&s.data_dir, b"hunter2")
+    assert_eq!(
+        s.files_containing(b"hunter2"),
+        Vec::<std::path::PathBuf>::new(),
+        "plaintext on disk"
     );
-    assert!(files_containing(&s.data_dir, b"aHVudGVyMg==").is_empty());
+    assert_eq!(
+        s.files_containing(b"aHVudGVyMg=="),
+        Vec::<std::path::PathBuf>::new()
+    );
 }
 
-#[test]
-fn secrets_crud_with_kubectl() {
-    let s = Server::start();
+fn secrets_crud_with_kubectl(s: &Suite) {
     // create (protobuf body from kubectl 1.32), get table, yaml, json
     let out = s.kubectl(&[
         "create",
@@ -313,9 +381,7 @@ fn secrets_crud_with_kubectl() {
     assert_eq!(rest.trim(), "", "all secrets deleted");
 }
 
-#[test]
-fn configmaps_namespaces_and_discovery() {
-    let s = Server::start();
+fn configmaps_namespaces_and_discovery(s: &Suite) {
     let ns = s.kubectl(&["get", "namespaces", "-o", "name"]);
     for n in ["default", "kube-system", "kube-public"] {
         assert!(ns.contains(&format!("namespace/{n}")), "{ns}");
@@ -398,9 +464,7 @@ fn configmaps_namespaces_and_discovery() {
     );
 }
 
-#[test]
-fn kubectl_watch_sees_changes() {
-    let s = Server::start();
+fn kubectl_watch_sees_changes(s: &Suite) {
     s.kubectl(&["create", "secret", "generic", "w0", "--from-literal=a=b"]);
     let kubeconfig = s.kubeconfig();
     let home = s.home.path().to_path_buf();
@@ -426,9 +490,7 @@ fn kubectl_watch_sees_changes() {
     );
 }
 
-#[test]
-fn rbac_objects_and_service_accounts() {
-    let s = Server::start();
+fn rbac_objects_and_service_accounts(s: &Suite) {
     assert!(
         s.kubectl(&["create", "serviceaccount", "sa1"])
             .contains("serviceaccount/sa1 created")
@@ -501,9 +563,7 @@ fn rbac_objects_and_service_accounts() {
     assert!(!s.kubectl(&["get", "roles", "-o", "name"]).contains("r1"));
 }
 
-#[test]
-fn managed_fields_and_server_side_apply_conflicts() {
-    let s = Server::start();
+fn managed_fields_and_server_side_apply_conflicts(s: &Suite) {
     s.kubectl(&["create", "configmap", "owned", "--from-literal=mode=fast"]);
     let cm = json(&s.kubectl(&["get", "cm", "owned", "-o", "json", "--show-managed-fields"]));
     let mf = cm["metadata"]["managedFields"]

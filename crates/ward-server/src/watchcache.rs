@@ -1,0 +1,465 @@
+//! The watch cache: one storage watch per resource, shared by every API watch of that resource.
+//!
+//! kube-apiserver keeps one etcd watch per resource and serves its watchers from memory; Ward does
+//! the same, on either backend. Each resource has a pump task that follows the storage from the
+//! revision at which it started and keeps the recent events in a bounded buffer (by count and by
+//! bytes). An API watch "after `r`":
+//! - is served from the cache when every change after `r` is still buffered (or yet to come): the
+//!   buffered events after `r` first, then live ones through a broadcast channel;
+//! - falls back to its own storage watch when `r` is older than the buffer, which then answers
+//!   from the backend's history or with 410 `Expired` as before.
+//!
+//! Events are decoded (decrypted and parsed) at most once, by the first watcher that needs them,
+//! and their plain JSON watch lines are encoded once per event type and shared.
+//!
+//! When the storage watch breaks (etcd restarted, leader changed, connection lost) the pump
+//! re-watches from the last revision it saw, with backoff; watchers notice nothing. When that
+//! revision has been compacted the cache cannot prove it missed nothing: every cached watcher gets
+//! a 410 `Expired` (clients relist) and the cache starts again from the current revision.
+//!
+//! A watcher that falls more than the channel's depth behind is ended, as kube-apiserver ends slow
+//! watchers; its client re-watches from the last revision it received.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use serde_json::Value;
+use tokio::sync::{OnceCell, broadcast, watch};
+use tracing::{debug, warn};
+use ward_api::ApiError;
+use ward_api::resources::{RESOURCES, ResourceInfo};
+use ward_storage::{EventKind, KeyValue, Revision, StorageError, WatchItem, WatchStream};
+
+use crate::store::{ObjectStore, storage_error};
+
+/// Events kept per resource.
+const MAX_EVENTS: usize = 4096;
+/// Bytes of stored values kept per resource.
+const MAX_BYTES: usize = 64 * 1024 * 1024;
+/// How far a watcher may fall behind the live events before it is ended.
+const CHANNEL_DEPTH: usize = 4096;
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// One storage change, decoded on first use.
+pub(crate) struct CachedEvent {
+    pub(crate) kind: EventKind,
+    pub(crate) revision: Revision,
+    kv: KeyValue,
+    prev: Option<KeyValue>,
+    object: OnceCell<Result<Value, ApiError>>,
+    prev_object: OnceCell<Option<Value>>,
+    /// Plain JSON watch lines, per event type (`ADDED`, `MODIFIED`, `DELETED`).
+    lines: [OnceLock<Bytes>; 3],
+}
+
+impl CachedEvent {
+    pub(crate) fn new(event: ward_storage::Event) -> Self {
+        CachedEvent {
+            kind: event.kind,
+            revision: event.kv.mod_revision,
+            kv: event.kv,
+            prev: event.prev,
+            object: OnceCell::new(),
+            prev_object: OnceCell::new(),
+            lines: Default::default(),
+        }
+    }
+
+    fn size(&self) -> usize {
+        self.kv.key.len()
+            + self.kv.value.len()
+            + self
+                .prev
+                .as_ref()
+                .map_or(0, |p| p.key.len() + p.value.len())
+    }
+
+    /// The object after the change (for a delete: its last state, at the delete's revision).
+    pub(crate) async fn object(
+        &self,
+        store: &ObjectStore,
+        info: &ResourceInfo,
+    ) -> &Result<Value, ApiError> {
+        self.object
+            .get_or_init(|| store.decode(info, &self.kv, self.revision))
+            .await
+    }
+
+    /// The object before the change, when there was one and it decodes.
+    pub(crate) async fn prev_object(
+        &self,
+        store: &ObjectStore,
+        info: &ResourceInfo,
+    ) -> Option<&Value> {
+        self.prev_object
+            .get_or_init(|| async {
+                match &self.prev {
+                    Some(prev) => store.decode(info, prev, prev.mod_revision).await.ok(),
+                    None => None,
+                }
+            })
+            .await
+            .as_ref()
+    }
+
+    pub(crate) fn had_prev(&self) -> bool {
+        self.prev.is_some()
+    }
+
+    /// The plain JSON line for `kind`, encoded once by `encode`.
+    pub(crate) fn line(&self, kind: &str, encode: impl FnOnce() -> Bytes) -> Bytes {
+        let slot = match kind {
+            "ADDED" => &self.lines[0],
+            "MODIFIED" => &self.lines[1],
+            _ => &self.lines[2],
+        };
+        slot.get_or_init(encode).clone()
+    }
+}
+
+/// What the pump broadcasts.
+#[derive(Clone)]
+pub(crate) enum Msg {
+    Event(Arc<CachedEvent>),
+    Progress(Revision),
+    /// The cache lost continuity; watchers end with this error.
+    Reset(ApiError),
+}
+
+/// The cached state of one resource.
+struct State {
+    events: VecDeque<Arc<CachedEvent>>,
+    bytes: usize,
+    /// Every change after this revision is in `events` or yet to come; `None` while the pump has
+    /// not started (watchers then use their own storage watch).
+    since: Option<Revision>,
+    /// The last revision the pump has seen.
+    position: Revision,
+}
+
+struct ResourceCache {
+    info: &'static ResourceInfo,
+    state: Mutex<State>,
+    tx: broadcast::Sender<Msg>,
+}
+
+/// Every resource's cache.
+#[derive(Clone)]
+pub(crate) struct WatchCache {
+    store: ObjectStore,
+    resources: Arc<HashMap<&'static str, Arc<ResourceCache>>>,
+}
+
+/// The source of one API watch's items.
+pub(crate) enum Feed {
+    Cached {
+        backlog: VecDeque<Arc<CachedEvent>>,
+        rx: broadcast::Receiver<Msg>,
+        prefix: Vec<u8>,
+        after: Revision,
+    },
+    Direct(WatchStream),
+}
+
+/// One item of a [`Feed`].
+pub(crate) enum FeedItem {
+    Event(Arc<CachedEvent>),
+    Progress(Revision),
+    /// Send this error and end.
+    Error(ApiError),
+    /// End quietly (the client re-watches).
+    End,
+}
+
+impl Feed {
+    pub(crate) async fn next(&mut self, info: &ResourceInfo) -> FeedItem {
+        match self {
+            Feed::Cached {
+                backlog,
+                rx,
+                prefix,
+                after,
+            } => {
+                if let Some(ev) = backlog.pop_front() {
+                    return FeedItem::Event(ev);
+                }
+                loop {
+                    match rx.recv().await {
+                        Ok(Msg::Event(ev)) => {
+                            if ev.revision > *after && ev.kv.key.starts_with(prefix) {
+                                return FeedItem::Event(ev);
+                            }
+                        }
+                        Ok(Msg::Progress(rev)) => return FeedItem::Progress(rev),
+                        Ok(Msg::Reset(e)) => return FeedItem::Error(e),
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            debug!(
+                                resource = info.resource,
+                                missed = n,
+                                "ending a slow watcher"
+                            );
+                            return FeedItem::End;
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return FeedItem::End,
+                    }
+                }
+            }
+            Feed::Direct(stream) => match stream.next().await {
+                None => FeedItem::End,
+                Some(Ok(WatchItem::Progress(rev))) => FeedItem::Progress(rev),
+                Some(Ok(WatchItem::Event(ev))) => FeedItem::Event(Arc::new(CachedEvent::new(ev))),
+                Some(Err(e)) => FeedItem::Error(storage_error(info, "", e)),
+            },
+        }
+    }
+}
+
+impl WatchCache {
+    /// Starts one pump per persisted resource; they stop when `shutdown` turns true.
+    pub(crate) fn start(store: ObjectStore, shutdown: watch::Receiver<bool>) -> Self {
+        let mut resources = HashMap::new();
+        for info in RESOURCES.iter().filter(|r| r.persisted) {
+            let (tx, _) = broadcast::channel(CHANNEL_DEPTH);
+            let cache = Arc::new(ResourceCache {
+                info,
+                state: Mutex::new(State {
+                    events: VecDeque::new(),
+                    bytes: 0,
+                    since: None,
+                    position: Revision(0),
+                }),
+                tx,
+            });
+            tokio::spawn(pump(cache.clone(), store.clone(), shutdown.clone()));
+            resources.insert(info.resource, cache);
+        }
+        WatchCache {
+            store,
+            resources: Arc::new(resources),
+        }
+    }
+
+    /// A feed of the changes under `prefix` after `after`: from the cache when it covers
+    /// `after`, else from a storage watch of its own.
+    pub(crate) async fn watch(
+        &self,
+        info: &'static ResourceInfo,
+        prefix: &[u8],
+        after: Revision,
+    ) -> Result<Feed, StorageError> {
+        if let Some(cache) = self.resources.get(info.resource)
+            && let Some(feed) = cache.subscribe(prefix, after)
+        {
+            count(info.resource, |c| c.served_cached += 1);
+            return Ok(feed);
+        }
+        count(info.resource, |c| c.served_storage += 1);
+        self.store
+            .storage
+            .watch(prefix, after)
+            .await
+            .map(Feed::Direct)
+    }
+}
+
+impl ResourceCache {
+    fn subscribe(&self, prefix: &[u8], after: Revision) -> Option<Feed> {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let since = state.since?;
+        if after < since {
+            return None;
+        }
+        let backlog = state
+            .events
+            .iter()
+            .filter(|e| e.revision > after && e.kv.key.starts_with(prefix))
+            .cloned()
+            .collect();
+        // Subscribing under the lock: no event falls between the backlog and the channel.
+        let rx = self.tx.subscribe();
+        Some(Feed::Cached {
+            backlog,
+            rx,
+            prefix: prefix.to_vec(),
+            after,
+        })
+    }
+
+    fn push(&self, event: CachedEvent) {
+        let event = Arc::new(event);
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.position = state.position.max(event.revision);
+        state.bytes += event.size();
+        state.events.push_back(event.clone());
+        while state.events.len() > MAX_EVENTS || state.bytes > MAX_BYTES {
+            let Some(old) = state.events.pop_front() else {
+                break;
+            };
+            state.bytes -= old.size();
+            state.since = Some(old.revision);
+        }
+        let rev = event.revision;
+        let _ = self.tx.send(Msg::Event(event));
+        drop(state);
+        count(self.info.resource, |c| {
+            c.received += 1;
+            c.revision = rev.0;
+        });
+    }
+
+    fn progress(&self, rev: Revision) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.position = state.position.max(rev);
+        let _ = self.tx.send(Msg::Progress(rev));
+    }
+
+    /// Forgets everything: watchers get 410 and the pump starts again from the current revision.
+    fn reset(&self, error: ApiError) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.events.clear();
+        state.bytes = 0;
+        state.since = None;
+        let _ = self.tx.send(Msg::Reset(error));
+    }
+
+    fn begin(&self, rev: Revision) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.since = Some(rev);
+        state.position = rev;
+        drop(state);
+        count(self.info.resource, |c| {
+            c.initializations += 1;
+            c.revision = rev.0;
+        });
+    }
+
+    fn position(&self) -> Option<Revision> {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.since.map(|_| state.position)
+    }
+}
+
+/// Follows one resource's storage watch for the life of the server.
+async fn pump(cache: Arc<ResourceCache>, store: ObjectStore, mut shutdown: watch::Receiver<bool>) {
+    let info = cache.info;
+    let prefix = info.key_prefix(None).into_bytes();
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let follow = async {
+            let position = match cache.position() {
+                Some(p) => p,
+                None => {
+                    let rev = store.storage.current_revision().await?;
+                    cache.begin(rev);
+                    rev
+                }
+            };
+            let mut stream = store.storage.watch(&prefix, position).await?;
+            backoff = BACKOFF_MIN;
+            while let Some(item) = stream.next().await {
+                match item? {
+                    WatchItem::Event(ev) => cache.push(CachedEvent::new(ev)),
+                    WatchItem::Progress(rev) => cache.progress(rev),
+                }
+            }
+            Err(StorageError::backend("the storage watch ended"))
+        };
+        let result: Result<(), StorageError> = tokio::select! {
+            r = follow => r,
+            _ = shutdown.changed() => return,
+        };
+        match result {
+            Err(e @ StorageError::Compacted { .. }) => {
+                warn!(resource = info.resource, error = %e, "watch cache fell behind compaction; watchers must relist");
+                cache.reset(storage_error(info, "", e));
+                backoff = BACKOFF_MIN;
+            }
+            Err(e) => {
+                debug!(resource = info.resource, error = %e, "watch cache: re-watching");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => return,
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+            Ok(()) => {}
+        }
+    }
+}
+
+/// Counters of one resource's cache, for `/metrics`.
+#[derive(Clone, Copy, Default)]
+struct Counters {
+    received: u64,
+    initializations: u64,
+    revision: u64,
+    served_cached: u64,
+    served_storage: u64,
+}
+
+static COUNTERS: std::sync::LazyLock<Mutex<HashMap<&'static str, Counters>>> =
+    std::sync::LazyLock::new(Default::default);
+
+fn count(resource: &'static str, f: impl FnOnce(&mut Counters)) {
+    let mut all = COUNTERS.lock().unwrap_or_else(|p| p.into_inner());
+    f(all.entry(resource).or_default());
+}
+
+/// Appends the watch cache's metrics, with kube-apiserver's names where one exists:
+/// `apiserver_watch_cache_events_received_total`, `apiserver_watch_cache_initializations_total`,
+/// `apiserver_watch_cache_resource_version`, and `ward_watch_cache_watches_total{source}` (API
+/// watches served from the cache or from a storage watch of their own).
+pub(crate) fn render_metrics(out: &mut String) {
+    use std::fmt::Write as _;
+    let mut all: Vec<(&'static str, Counters)> = COUNTERS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(k, v)| (*k, *v))
+        .collect();
+    all.sort_by_key(|(k, _)| *k);
+    out.push_str("# TYPE apiserver_watch_cache_events_received_total counter\n");
+    for (r, c) in &all {
+        let _ = writeln!(
+            out,
+            "apiserver_watch_cache_events_received_total{{resource=\"{r}\"}} {}",
+            c.received
+        );
+    }
+    out.push_str("# TYPE apiserver_watch_cache_initializations_total counter\n");
+    for (r, c) in &all {
+        let _ = writeln!(
+            out,
+            "apiserver_watch_cache_initializations_total{{resource=\"{r}\"}} {}",
+            c.initializations
+        );
+    }
+    out.push_str("# TYPE apiserver_watch_cache_resource_version gauge\n");
+    for (r, c) in &all {
+        let _ = writeln!(
+            out,
+            "apiserver_watch_cache_resource_version{{resource=\"{r}\"}} {}",
+            c.revision
+        );
+    }
+    out.push_str("# TYPE ward_watch_cache_watches_total counter\n");
+    for (r, c) in &all {
+        let _ = writeln!(
+            out,
+            "ward_watch_cache_watches_total{{resource=\"{r}\",source=\"cache\"}} {}",
+            c.served_cached
+        );
+        let _ = writeln!(
+            out,
+            "ward_watch_cache_watches_total{{resource=\"{r}\",source=\"storage\"}} {}",
+            c.served_storage
+        );
+    }
+}
