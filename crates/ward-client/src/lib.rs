@@ -245,6 +245,21 @@ impl Client {
         &self,
         path: &str,
     ) -> Result<impl Stream<Item = Result<Value, ClientError>> + use<>, ClientError> {
+        let lines = self.watch_lines(path).await?;
+        Ok(lines.map(|line| {
+            line.and_then(|l| {
+                serde_json::from_slice::<Value>(&l)
+                    .map_err(|e| ClientError::Decode(format!("watch event is not JSON: {e}")))
+            })
+        }))
+    }
+
+    /// As [`Self::watch`], with each event as its raw JSON line (without the newline), for
+    /// callers that look at a few bytes before paying for a parse.
+    pub async fn watch_lines(
+        &self,
+        path: &str,
+    ) -> Result<impl Stream<Item = Result<Bytes, ClientError>> + use<>, ClientError> {
         let resp = self.start(Method::GET, path, None).await?;
         let status = resp.status();
         if !status.is_success() {
@@ -258,24 +273,22 @@ impl Client {
         }
         let body = resp.into_body().into_data_stream();
         let lines = futures_util::stream::unfold(
-            (body, Vec::<u8>::new()),
+            (body, bytes::BytesMut::new()),
             |(mut body, mut buf)| async move {
                 loop {
                     if let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-                        let line: Vec<u8> = buf.drain(..=pos).collect();
+                        let line = buf.split_to(pos + 1).freeze();
+                        let line = line.slice(..pos);
                         if line.iter().all(u8::is_ascii_whitespace) {
                             continue;
                         }
-                        let item = serde_json::from_slice::<Value>(&line).map_err(|e| {
-                            ClientError::Decode(format!("watch event is not JSON: {e}"))
-                        });
-                        return Some((item, (body, buf)));
+                        return Some((Ok(line), (body, buf)));
                     }
                     match body.next().await {
                         Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
                         Some(Err(e)) => {
                             let err = ClientError::Decode(format!("watch stream failed: {e}"));
-                            return Some((Err(err), (body, Vec::new())));
+                            return Some((Err(err), (body, bytes::BytesMut::new())));
                         }
                         None => return None,
                     }

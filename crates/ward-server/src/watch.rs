@@ -11,14 +11,17 @@
 //! - `allowWatchBookmarks=true`: periodic `BOOKMARK`s carrying the last revision sent;
 //! - the stream ends after `timeoutSeconds` (default 30 min) or on shutdown.
 
+use std::collections::VecDeque;
+use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
-use http_body_util::{BodyExt, StreamBody};
+use http_body_util::BodyExt;
 use hyper::body::Frame;
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, watch};
+use sync_wrapper::SyncWrapper;
+use tokio::sync::watch;
 use ward_api::ApiError;
 use ward_api::resources::ResourceInfo;
 use ward_api::selector::{FieldSelector, LabelSelector};
@@ -34,7 +37,6 @@ use crate::watchcache::{CachedEvent, Feed, FeedItem, WatchCache};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 const BOOKMARK_EVERY: Duration = Duration::from_secs(30);
-const CHANNEL_DEPTH: usize = 64;
 
 /// Label and field selectors of a list or watch.
 pub(crate) struct Filter {
@@ -143,47 +145,50 @@ pub(crate) async fn serve(
         }
     };
     let prefix = info.key_prefix(ns.as_deref());
-    let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
-    let mut enc = Encoder {
+    let mut state = Stream {
         info,
-        output,
-        columns_sent: false,
+        store: store.clone(),
+        filter,
+        secrets,
+        enc: Encoder {
+            info,
+            output,
+            columns_sent: false,
+        },
+        last: start,
+        bookmarks,
+        feed: None,
+        pending: VecDeque::new(),
+        deadline: Box::pin(tokio::time::sleep(timeout)),
+        ticker: tokio::time::interval_at(
+            tokio::time::Instant::now() + BOOKMARK_EVERY,
+            BOOKMARK_EVERY,
+        ),
+        shutdown,
+        _open: Open::new(info.resource),
     };
     match cache.watch(info, prefix.as_bytes(), start).await {
         Ok(feed) => {
-            let store = store.clone();
-            let mut state = Stream {
-                info,
-                store,
-                filter,
-                secrets,
-                tx,
-                enc,
-                last: start,
-                bookmarks,
-            };
-            tokio::spawn(async move {
-                crate::metrics::longrunning("watch", info.resource, 1);
-                state
-                    .run(feed, initial, send_initial == Some(true), timeout, shutdown)
-                    .await;
-                crate::metrics::longrunning("watch", info.resource, -1);
-            });
+            state.feed = Some(feed);
+            for obj in &initial {
+                state.send("ADDED", obj);
+            }
+            if send_initial == Some(true) && state.bookmarks {
+                state.bookmark(true);
+            }
         }
         Err(e @ StorageError::Compacted { .. }) => {
             let status = storage_error(info, "", e).to_status();
-            let line = enc.line("ERROR", &status);
-            let _ = tx.try_send(line);
-            drop(tx);
+            state.send("ERROR", &status);
         }
         Err(e) => return Err(storage_error(info, "", e)),
     }
-    let body = StreamBody::new(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|b| (Ok::<_, std::io::Error>(Frame::data(b)), rx))
-    }));
-    let body = BodyExt::boxed(body);
+    // The reply's body drives the watch: no task or channel of its own per watcher. When the
+    // client goes away, hyper drops the body and with it the feed.
+    let lines = futures_util::stream::unfold(state, |mut st| async move {
+        st.next_line().await.map(|b| (b, st))
+    });
+    let body = BodyExt::boxed(WatchBody(SyncWrapper::new(Box::pin(lines))));
     let mut resp = Response::new(body);
     *resp.status_mut() = StatusCode::OK;
     let ctype = match output {
@@ -193,6 +198,27 @@ pub(crate) async fn serve(
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
     Ok(resp)
+}
+
+/// The body of a watch reply. hyper's boxed bodies must be `Sync`; the stream is only ever
+/// polled through `&mut`, which `SyncWrapper` turns into a `Sync` type without a lock.
+struct WatchBody(SyncWrapper<Pin<Box<dyn futures_util::Stream<Item = Bytes> + Send>>>);
+
+impl hyper::body::Body for WatchBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.get_mut()
+            .0
+            .get_mut()
+            .as_mut()
+            .poll_next(cx)
+            .map(|line| line.map(|b| Ok(Frame::data(b))))
+    }
 }
 
 /// Encodes watch events in the negotiated form.
@@ -229,30 +255,54 @@ impl Encoder {
     }
 }
 
+/// Counts an open watch in `apiserver_longrunning_requests` while it lives.
+struct Open(&'static str);
+
+impl Open {
+    fn new(resource: &'static str) -> Self {
+        crate::metrics::longrunning("watch", resource, 1);
+        Open(resource)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        crate::metrics::longrunning("watch", self.0, -1);
+    }
+}
+
 /// One running watch.
 struct Stream {
     info: &'static ResourceInfo,
     store: ObjectStore,
     filter: Filter,
     secrets: SecretFilter,
-    tx: mpsc::Sender<Bytes>,
     enc: Encoder,
     last: Revision,
     bookmarks: bool,
+    /// `None` once the watch has ended (or never started).
+    feed: Option<Feed>,
+    /// Lines ready to send.
+    pending: VecDeque<Bytes>,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    ticker: tokio::time::Interval,
+    shutdown: watch::Receiver<bool>,
+    _open: Open,
 }
 
 impl Stream {
-    /// Sends a change; its plain JSON line is encoded once per event and shared by watchers.
-    async fn send_event(&mut self, kind: &str, ev: &CachedEvent, obj: &Value) -> bool {
+    /// Queues a change; its plain JSON line is encoded once per event and shared by watchers.
+    fn send_event(&mut self, kind: &str, ev: &CachedEvent, obj: &Value) {
         if matches!(self.enc.output, Output::Json) && !self.secrets.is_active() {
             let enc = &mut self.enc;
             let line = ev.line(kind, || enc.line(kind, obj));
-            return self.tx.send(line).await.is_ok();
+            self.pending.push_back(line);
+        } else {
+            self.send(kind, obj);
         }
-        self.send(kind, obj).await
     }
 
-    async fn send(&mut self, kind: &str, obj: &Value) -> bool {
+    fn send(&mut self, kind: &str, obj: &Value) {
         let line = if self.secrets.is_active() && matches!(kind, "ADDED" | "MODIFIED" | "DELETED") {
             let mut shown = obj.clone();
             self.secrets.apply(&mut shown);
@@ -260,83 +310,69 @@ impl Stream {
         } else {
             self.enc.line(kind, obj)
         };
-        self.tx.send(line).await.is_ok()
+        self.pending.push_back(line);
     }
 
-    async fn bookmark(&mut self, initial_end: bool) -> bool {
+    fn bookmark(&mut self, initial_end: bool) {
         let mut meta = json!({"resourceVersion": self.last.0.to_string()});
         if initial_end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
         let obj = json!({"kind": self.info.kind, "apiVersion": self.info.api_version(), "metadata": meta});
-        self.send("BOOKMARK", &obj).await
+        self.send("BOOKMARK", &obj);
     }
 
-    async fn run(
-        &mut self,
-        mut feed: Feed,
-        initial: Vec<Value>,
-        initial_end_bookmark: bool,
-        timeout: Duration,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
-        for obj in &initial {
-            if !self.send("ADDED", obj).await {
-                return;
-            }
-        }
-        if initial_end_bookmark && self.bookmarks && !self.bookmark(true).await {
-            return;
-        }
-        let deadline = tokio::time::sleep(timeout);
-        tokio::pin!(deadline);
-        let mut ticker = tokio::time::interval(BOOKMARK_EVERY);
-        ticker.tick().await;
-        let info = self.info;
+    /// The next line to send; `None` when the watch is over (timeout, shutdown, an error sent,
+    /// or the feed ended).
+    async fn next_line(&mut self) -> Option<Bytes> {
         loop {
+            if let Some(line) = self.pending.pop_front() {
+                return Some(line);
+            }
+            let feed = self.feed.as_mut()?;
+            let info = self.info;
             tokio::select! {
-                _ = &mut deadline => return,
-                _ = shutdown.changed() => return,
-                _ = self.tx.closed() => return,
-                _ = ticker.tick() => {
-                    if self.bookmarks && !self.bookmark(false).await {
-                        return;
+                _ = &mut self.deadline => self.feed = None,
+                _ = self.shutdown.changed() => self.feed = None,
+                _ = self.ticker.tick() => {
+                    if self.bookmarks {
+                        self.bookmark(false);
                     }
                 }
                 item = feed.next(info) => match item {
-                    FeedItem::End => return,
+                    FeedItem::End => self.feed = None,
                     FeedItem::Progress(rev) => self.last = self.last.max(rev),
                     FeedItem::Event(ev) => {
                         self.last = self.last.max(ev.revision);
                         if !self.event(&ev).await {
-                            return;
+                            self.feed = None;
                         }
                     }
                     FeedItem::Error(e) => {
-                        let _ = self.send("ERROR", &e.to_status()).await;
-                        return;
+                        self.send("ERROR", &e.to_status());
+                        self.feed = None;
                     }
                 }
             }
         }
     }
 
-    /// Sends one storage event, translated through the selectors. False when the stream must end.
+    /// Queues one storage event, translated through the selectors. False when the stream must
+    /// end.
     async fn event(&mut self, ev: &CachedEvent) -> bool {
         let store = self.store.clone();
         let new = match ev.object(&store, self.info).await {
             Ok(v) => v,
             Err(e) => {
-                let _ = self.send("ERROR", &e.to_status()).await;
+                self.send("ERROR", &e.to_status());
                 return false;
             }
         };
         match ev.kind {
             EventKind::Delete => {
                 if self.filter.matches(new) {
-                    return self.send_event("DELETED", ev, new).await;
+                    self.send_event("DELETED", ev, new);
                 }
-                true
             }
             EventKind::Put => {
                 let now = self.filter.matches(new);
@@ -350,12 +386,13 @@ impl Stream {
                         .is_some_and(|o| self.filter.matches(o))
                 };
                 match (before, now) {
-                    (true, true) => self.send_event("MODIFIED", ev, new).await,
-                    (false, true) => self.send_event("ADDED", ev, new).await,
-                    (true, false) => self.send_event("DELETED", ev, new).await,
-                    (false, false) => true,
+                    (true, true) => self.send_event("MODIFIED", ev, new),
+                    (false, true) => self.send_event("ADDED", ev, new),
+                    (true, false) => self.send_event("DELETED", ev, new),
+                    (false, false) => {}
                 }
             }
         }
+        true
     }
 }
