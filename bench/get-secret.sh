@@ -9,7 +9,9 @@ usage() {
 Usage: bench/get-secret.sh [--write] [--targets LIST] [--help]
 
 Measures, with wrk on 127.0.0.1 only and the same parameters for each target:
-  ward   GET /api/v1/namespaces/default/secrets/bench   (HTTPS, bearer token)
+  ward   GET /api/v1/namespaces/default/secrets/bench   (HTTPS, bearer token), on the
+         embedded store, and as a ServiceAccount (ward-sa)
+  ward-etcd  the same GET from a ward serve with --etcd-servers on the etcd below
   etcd   POST /v3/kv/range for /registry/secrets/default/bench, ~300-byte value
          (single member, JSON gateway, plain HTTP)
   nginx  GET of a static 1 KiB file (HTTPS, keepalive, 2 workers)
@@ -19,7 +21,7 @@ Every process it starts is stopped and every temp dir removed on exit.
 
 Options:
   --write          also write the results into docs/benchmarks.md (needs all three targets)
-  --targets LIST   comma-separated subset of ward,etcd,nginx (default: all three)
+  --targets LIST   comma-separated subset of ward,ward-etcd,etcd,nginx (default: all)
   -h, --help       print this help
 
 Environment:
@@ -44,7 +46,7 @@ EOF
 # Arguments and parameters
 
 WRITE=0
-TARGETS="ward,etcd,nginx"
+TARGETS="ward,ward-etcd,etcd,nginx"
 while [ $# -gt 0 ]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
@@ -68,7 +70,7 @@ log() { echo "==> $*" >&2; }
 
 want() { case ",$TARGETS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 for t in ${TARGETS//,/ }; do
-    case "$t" in ward|etcd|nginx) ;; *) die "unknown target '$t' in --targets (ward, etcd, nginx)" ;; esac
+    case "$t" in ward|ward-etcd|etcd|nginx) ;; *) die "unknown target '$t' in --targets (ward, ward-etcd, etcd, nginx)" ;; esac
 done
 if [ "$WRITE" = 1 ] && ! { want ward && want etcd && want nginx; }; then
     die "--write needs all three targets"
@@ -138,7 +140,8 @@ WRK="$(command -v wrk || echo /usr/bin/wrk)"
 ETCD="$(command -v etcd || echo /usr/bin/etcd)"
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 
-if want ward; then
+if want ward-etcd && ! want etcd; then die "ward-etcd needs the etcd target"; fi
+if want ward || want ward-etcd; then
     WARD_BIN="${WARD_BIN:-target/release/ward}"
     if [ ! -x "$WARD_BIN" ]; then
         [ "$WARD_BIN" = target/release/ward ] || die "WARD_BIN=$WARD_BIN is not an executable"
@@ -247,39 +250,45 @@ run_wrk() {
 # ---------------------------------------------------------------------------------------------
 # 1. ward
 
-bench_ward() {
-    local port dir
+bench_ward() {  # [ETCD_URL]: the embedded store, or etcd
+    local port dir name=ward storage=() secret=bench
+    # On etcd, "bench" is taken: the etcd target wrote raw bytes under its key.
+    if [ $# -gt 0 ]; then name=ward-etcd; storage=(--etcd-servers "$1"); secret=bench-ward; fi
     port=$(free_port)
-    dir="$TMP/ward"
-    log "ward: starting $WARD_BIN serve on $HOST:$port"
+    dir="$TMP/$name"
+    log "$name: starting $WARD_BIN serve on $HOST:$port ${storage[*]}"
     WARD_LOG="${WARD_LOG:-warn}" "$WARD_BIN" serve --data-dir "$dir" --bind-address "$HOST" \
-        --secure-port "$port" </dev/null >"$TMP/ward.log" 2>&1 &
+        --secure-port "$port" "${storage[@]}" </dev/null >"$TMP/$name.log" 2>&1 &
     PIDS+=($!)
     local pid=$!
     local url="https://$HOST:$port"
     # The CA appears on first start, before the listener; wait for it, then for /readyz.
     local deadline=$(( SECONDS + 60 ))
     until [ -s "$dir/pki/ca.crt" ] && [ -s "$dir/admin.token" ]; do
-        kill -0 "$pid" 2>/dev/null || { tail -n 30 "$TMP/ward.log" >&2; die "ward serve exited (log above)"; }
+        kill -0 "$pid" 2>/dev/null || { tail -n 30 "$TMP/$name.log" >&2; die "ward serve exited (log above)"; }
         [ "$SECONDS" -lt "$deadline" ] || die "ward serve did not create its PKI within 60s"
         sleep 0.2
     done
-    wait_http "ward serve" "$pid" "$TMP/ward.log" 60 --cacert "$dir/pki/ca.crt" "$url/readyz"
+    wait_http "$name" "$pid" "$TMP/$name.log" 60 --cacert "$dir/pki/ca.crt" "$url/readyz"
 
     local token code
     token="$(tr -d '[:space:]' <"$dir/admin.token")"
     code=$(curl -s -o "$TMP/ward-create.json" -w '%{http_code}' --max-time 10 --cacert "$dir/pki/ca.crt" \
         -X POST -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
-        --data '{"metadata":{"name":"bench"},"data":{"password":"aHVudGVyMg=="}}' \
+        --data "{\"metadata\":{\"name\":\"$secret\"},\"data\":{\"password\":\"aHVudGVyMg==\"}}" \
         "$url/api/v1/namespaces/default/secrets" || true)
     [ "$code" = 201 ] || [ "$code" = 200 ] || { cat "$TMP/ward-create.json" >&2 || true; die "ward: creating the secret answered $code"; }
 
-    local get="$url/api/v1/namespaces/default/secrets/bench"
+    local get="$url/api/v1/namespaces/default/secrets/$secret"
     code=$(curl -s -o "$TMP/ward-get.json" -w '%{http_code}' --max-time 10 --cacert "$dir/pki/ca.crt" \
         -H "Authorization: Bearer $token" "$get" || true)
     [ "$code" = 200 ] || die "ward: GET of the secret answered $code"
     WARD_BODY_BYTES=$(wc -c <"$TMP/ward-get.json")
 
+    if [ "$name" = ward-etcd ]; then
+        run_wrk ward-etcd "ward on etcd: GET secret (HTTPS; etcd over gRPC)" -H "Authorization: Bearer $token" "$get"
+        return 0
+    fi
     run_wrk ward "ward: GET secret (HTTPS)" -H "Authorization: Bearer $token" "$get"
 
     # The same GET as a ServiceAccount bound to a Role that may get that one secret: JWT
@@ -326,6 +335,7 @@ bench_etcd() {
     local pid=$!
     local url="http://$HOST:$cport"
     wait_http etcd "$pid" "$TMP/etcd.log" 60 "$url/health"
+    ETCD_URL="$url"
 
     local key_b64 val_b64 code
     key_b64=$(printf '%s' /registry/secrets/default/bench | base64 -w0)
@@ -397,6 +407,7 @@ EOF
 
 want ward && bench_ward
 want etcd && bench_etcd
+want ward-etcd && bench_ward "$ETCD_URL"
 want nginx && bench_nginx
 
 # ---------------------------------------------------------------------------------------------
@@ -412,7 +423,7 @@ ratio() {
 
 CMD="THREADS=$THREADS CONNECTIONS=$CONNECTIONS DURATION=$DURATION bench/get-secret.sh"
 [ "$WRITE" = 1 ] && CMD+=" --write"
-[ "$TARGETS" = "ward,etcd,nginx" ] || CMD+=" --targets $TARGETS"
+[ "$TARGETS" = "ward,ward-etcd,etcd,nginx" ] || CMD+=" --targets $TARGETS"
 CPU_MODEL=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 CPU_MODEL="${CPU_MODEL:-unknown}"
 NPROC=$(nproc)
@@ -433,6 +444,7 @@ report() {
     done
     echo
     echo "- ward/etcd req/s ratio: $(ratio ward etcd)"
+    [ -n "${RPS[ward-etcd]:-}" ] && echo "- ward on etcd / etcd req/s ratio: $(ratio ward-etcd etcd)"
     echo "- ward/nginx req/s ratio: $(ratio ward nginx)"
     [ -n "${RPS[ward-sa]:-}" ] && echo "- ward as a ServiceAccount / ward as admin: $(ratio ward-sa ward)"
     echo
@@ -467,6 +479,8 @@ if [ "$WRITE" = 1 ]; then
         echo "- ward: \`GET /api/v1/namespaces/default/secrets/bench\` over HTTPS with the admin bearer"
         echo "  token, release build, default redb store and the generated encryption config (secrets"
         echo "  stored with secretbox). Answer size: ${WARD_BODY_BYTES:-?} bytes of JSON."
+        echo "- ward on etcd: the same GET from a second \`ward serve\` with \`--etcd-servers\` on the"
+        echo "  etcd below: every GET is a gRPC range read of etcd plus ward's decrypt and encode."
         echo "- etcd: single member, \`POST /v3/kv/range\` through its JSON (grpc-gateway) endpoint over"
         echo "  plain HTTP (no TLS), ~300-byte value: the storage read behind a kube-apiserver GET"
         echo "  (which uses gRPC, not JSON), without the apiserver itself. etcd's gateway forwards each"
