@@ -52,7 +52,7 @@ pub(crate) struct App {
     signer: Arc<TokenSigner>,
     /// Upstream behaviour: list and watch reveal every Secret value (`--list-reveals-values`).
     list_reveals_values: bool,
-    auditor: Option<crate::audit::Auditor>,
+    auditor: Option<Arc<crate::audit::Auditor>>,
     pub(crate) shutdown: signal::Receiver<bool>,
     addr: SocketAddr,
 }
@@ -80,7 +80,7 @@ impl App {
             authz,
             signer,
             list_reveals_values,
-            auditor,
+            auditor: auditor.map(Arc::new),
             shutdown,
             addr,
         }
@@ -211,16 +211,20 @@ impl App {
             Ok(r) => (r, None),
             Err(e) => (status_response(&e), Some(e.to_status())),
         };
-        if let (Some(auditor), Some(event)) = (&self.auditor, audit.event.as_mut()) {
-            auditor.finish(
-                event,
-                resp.status().as_u16(),
-                status.as_ref(),
-                audit.decision.as_deref(),
-                audit.long_running,
-            );
+        match (&self.auditor, audit.event.take()) {
+            (Some(auditor), Some(event)) => {
+                auditor
+                    .finish(
+                        event,
+                        resp,
+                        status.as_ref(),
+                        audit.decision.as_deref(),
+                        audit.long_running,
+                    )
+                    .await
+            }
+            _ => resp,
         }
-        resp
     }
 
     async fn route(

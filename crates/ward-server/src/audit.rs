@@ -10,8 +10,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::SystemTime;
 
+use http::Response;
+use http_body_util::BodyExt;
 use serde_json::Value;
 use tracing::{error, warn};
 use ward_api::ApiError;
@@ -22,6 +25,7 @@ use ward_audit::{
 
 use crate::ServeError;
 use crate::auth::UserInfo;
+use crate::http::Body;
 use crate::request::Target;
 
 /// Audit settings, named as kube-apiserver's flags.
@@ -191,15 +195,18 @@ impl Auditor {
         }
     }
 
-    /// Writes `ResponseStarted` (watches) or `ResponseComplete`.
-    pub(crate) fn finish(
-        &self,
-        event: &mut Event,
-        code: u16,
+    /// Completes the event with the reply: `ResponseComplete`, with the response body at
+    /// `RequestResponse` level; for a watch, `ResponseStarted` now and `ResponseComplete` when
+    /// its stream ends (the returned reply carries that duty in its body).
+    pub(crate) async fn finish(
+        self: &Arc<Self>,
+        mut event: Event,
+        resp: Response<Body>,
         status: Option<&Value>,
         decision: Option<&str>,
         long_running: bool,
-    ) {
+    ) -> Response<Body> {
+        let code = resp.status().as_u16();
         if let Some(reason) = decision {
             event.annotate(ward_audit::DECISION_ANNOTATION, "allow");
             if !reason.is_empty() {
@@ -212,11 +219,25 @@ impl Auditor {
             Some(s) => ResponseStatus::from_status(s, code),
             None => ResponseStatus::from_code(code),
         });
-        let stage = if long_running {
-            Stage::ResponseStarted
+        if long_running && resp.status().is_success() {
+            self.log_stage(&event, Stage::ResponseStarted);
+            let (parts, body) = resp.into_parts();
+            let body = CompleteOnEnd {
+                inner: body,
+                pending: Some((self.clone(), event)),
+            };
+            return Response::from_parts(parts, BodyExt::boxed(body));
+        }
+        let resp = if event.level() >= ward_audit::Level::RequestResponse {
+            record_response(&mut event, resp).await
         } else {
-            Stage::ResponseComplete
+            resp
         };
+        self.log_stage(&event, Stage::ResponseComplete);
+        resp
+    }
+
+    fn log_stage(&self, event: &Event, stage: Stage) {
         let done = event.for_stage(stage, SystemTime::now());
         if let Err(e) = self.log.write(&done) {
             error!(error = %e, "audit event lost");
@@ -234,6 +255,70 @@ impl Auditor {
                 error!(error = %e, "audit event lost");
                 Ok(())
             }
+        }
+    }
+}
+
+/// Keeps the reply's body as the event's `responseObject` (`ward_audit` drops it below
+/// `RequestResponse` and for secrets, and scrubs secret fields from whatever it keeps).
+async fn record_response(event: &mut Event, resp: Response<Body>) -> Response<Body> {
+    let (parts, body) = resp.into_parts();
+    let bytes = match body.collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) => {
+            error!(error = %e, "reading a reply for the audit log failed");
+            bytes::Bytes::new()
+        }
+    };
+    let ctype = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let decoded = if ctype.starts_with("application/vnd.kubernetes.protobuf") {
+        ward_api::protobuf::decode(&bytes).ok()
+    } else if ctype.starts_with("application/yaml") {
+        serde_saphyr::from_slice::<Value>(&bytes).ok()
+    } else {
+        serde_json::from_slice::<Value>(&bytes).ok()
+    };
+    if let Some(v) = decoded {
+        event.set_response_object(v);
+    }
+    Response::from_parts(parts, crate::error::full(bytes))
+}
+
+/// A watch reply's body that writes the `ResponseComplete` event when the watch ends (its
+/// stream finished, or the client went away and the body was dropped).
+struct CompleteOnEnd {
+    inner: Body,
+    pending: Option<(Arc<Auditor>, Event)>,
+}
+
+impl hyper::body::Body for CompleteOnEnd {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for CompleteOnEnd {
+    fn drop(&mut self) {
+        if let Some((auditor, event)) = self.pending.take() {
+            auditor.log_stage(&event, Stage::ResponseComplete);
         }
     }
 }

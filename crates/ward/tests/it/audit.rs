@@ -133,6 +133,56 @@ fn request_response_policies_never_record_secret_values() {
         ns.get("requestObject").is_some(),
         "other resources keep their level: {ns}"
     );
+    // The reply is recorded too, as the server sent it (with its uid), in JSON whatever the
+    // wire encoding (kubectl sends and receives protobuf here).
+    assert_eq!(ns["responseObject"]["kind"], "Namespace", "{ns}");
+    assert_eq!(ns["responseObject"]["metadata"]["name"], "recorded");
+    assert!(ns["responseObject"]["metadata"]["uid"].is_string(), "{ns}");
+    assert!(secret.get("responseObject").is_none());
+    let cm = evs
+        .iter()
+        .find(|e| {
+            e["verb"] == "create"
+                && e["objectRef"]["resource"] == "configmaps"
+                && e["stage"] == "ResponseComplete"
+        })
+        .expect("configmap event");
+    assert!(
+        cm["responseObject"].get("data").is_none(),
+        "configmap data scrubbed: {cm}"
+    );
+    // A failed request records the Status it answered.
+    let _ = s.kubectl_with(&["get", "namespace", "absent"], None, &[]);
+    // A watch: ResponseStarted when it begins, ResponseComplete when it ends.
+    let (code, _) = s.curl(
+        "GET",
+        "/api/v1/namespaces?watch=1&timeoutSeconds=1",
+        &[],
+        None,
+    );
+    assert_eq!(code, 200);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let evs = events(&log);
+    let missing = evs
+        .iter()
+        .find(|e| {
+            e["verb"] == "get"
+                && e["objectRef"]["name"] == "absent"
+                && e["stage"] == "ResponseComplete"
+        })
+        .expect("404 event");
+    assert_eq!(missing["responseObject"]["kind"], "Status", "{missing}");
+    assert_eq!(missing["responseObject"]["code"], 404);
+    let watch_stages: Vec<&str> = evs
+        .iter()
+        .filter(|e| e["verb"] == "watch" && e["objectRef"]["resource"] == "namespaces")
+        .filter_map(|e| e["stage"].as_str())
+        .collect();
+    assert_eq!(
+        watch_stages,
+        ["RequestReceived", "ResponseStarted", "ResponseComplete"],
+        "{evs:?}"
+    );
 }
 
 #[test]

@@ -151,6 +151,92 @@ fn roles_bindings_can_i_and_escalation() {
     );
 }
 
+/// Impersonating a user with groups, a uid and extra fields: each needs its own `impersonate`
+/// grant (users, groups, uids, userextras/KEY with resourceNames), and `auth whoami` shows what
+/// the request runs as.
+#[test]
+fn impersonation_of_groups_uids_and_extras_is_checked_one_by_one() {
+    let (s, _tmp) = server_with_users();
+    let role = r#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole",
+        "metadata":{"name":"impersonator"},
+        "rules":[
+          {"apiGroups":[""],"resources":["users"],"verbs":["impersonate"],"resourceNames":["bob"]},
+          {"apiGroups":[""],"resources":["groups"],"verbs":["impersonate"],"resourceNames":["qa"]},
+          {"apiGroups":["authentication.k8s.io"],"resources":["uids"],"verbs":["impersonate"],"resourceNames":["u-b"]},
+          {"apiGroups":["authentication.k8s.io"],"resources":["userextras/scopes"],"verbs":["impersonate"],"resourceNames":["view"]}
+        ]}"#;
+    s.kubectl_stdin(&["apply", "-f", "-"], role);
+    s.kubectl(&[
+        "create",
+        "clusterrolebinding",
+        "alice-impersonates",
+        "--clusterrole=impersonator",
+        "--user=alice",
+    ]);
+    // kubectl 1.32 has no --as-user-extra: the headers, as client-go sends them.
+    let whoami = |headers: &[&str]| {
+        let mut h = vec!["Content-Type: application/json"];
+        h.extend_from_slice(headers);
+        s.curl_as(
+            "POST",
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            &h,
+            Some(br#"{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}"#),
+            Some(ALICE),
+        )
+    };
+    let (code, body) = whoami(&[
+        "Impersonate-User: bob",
+        "Impersonate-Group: qa",
+        "Impersonate-Uid: u-b",
+        "Impersonate-Extra-Scopes: view",
+    ]);
+    assert_eq!(code, 201, "{body}");
+    let who: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let info = &who["status"]["userInfo"];
+    assert_eq!(info["username"], "bob", "{who}");
+    assert_eq!(info["uid"], "u-b");
+    assert_eq!(info["extra"]["scopes"], serde_json::json!(["view"]));
+    let groups: Vec<&str> = info["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .filter_map(|g| g.as_str())
+        .collect();
+    assert!(
+        groups.contains(&"qa") && groups.contains(&"system:authenticated"),
+        "{groups:?}"
+    );
+
+    // Each attribute not granted is refused on its own.
+    for (headers, resource) in [
+        (
+            ["Impersonate-User: bob", "Impersonate-Extra-Scopes: admin"],
+            "userextras",
+        ),
+        (
+            ["Impersonate-User: bob", "Impersonate-Extra-Other: view"],
+            "userextras",
+        ),
+        (
+            ["Impersonate-User: bob", "Impersonate-Group: admins"],
+            "groups",
+        ),
+        (["Impersonate-User: bob", "Impersonate-Uid: u-x"], "uids"),
+        (["Impersonate-User: carol", "X-Nothing: 1"], "users"),
+    ] {
+        let (code, body) = whoami(&headers);
+        assert_eq!(code, 403, "{headers:?} was allowed: {body}");
+        assert!(
+            body.contains(&format!("cannot impersonate resource \\\"{resource}")),
+            "{headers:?}: {body}"
+        );
+    }
+    // Extras without a user are a bad request.
+    let (code, _) = whoami(&["Impersonate-Extra-Scopes: view"]);
+    assert_eq!(code, 400);
+}
+
 #[test]
 fn service_accounts_get_what_their_bindings_grant() {
     let s = Server::start();
