@@ -493,11 +493,18 @@ impl App {
     async fn get(&self, ctx: &Ctx) -> Reply {
         let info = ctx.p.info;
         let name = ctx.name();
-        let (obj, _) = self
-            .store
-            .get(info, ctx.ns(), name)
-            .await?
-            .ok_or_else(|| ApiError::not_found(info.group, info.resource, name))?;
+        let key = info.key(ctx.ns(), name);
+        let obj = match self.watch_cache.get(info, key.as_bytes()).await {
+            Some(Some(kv)) => self.store.decode(info, &kv, kv.mod_revision).await?,
+            Some(None) => return Err(ApiError::not_found(info.group, info.resource, name)),
+            None => {
+                self.store
+                    .get(info, ctx.ns(), name)
+                    .await?
+                    .ok_or_else(|| ApiError::not_found(info.group, info.resource, name))?
+                    .0
+            }
+        };
         Ok(self.render_one(info, &obj, ctx.output, StatusCode::OK))
     }
 
@@ -584,10 +591,28 @@ impl App {
         let mut remaining;
         loop {
             let want = if limit == 0 { 0 } else { limit - items.len() };
-            let page = self
-                .store
-                .list(info, ctx.ns(), start.take(), want, revision)
-                .await?;
+            // A consistent first page can come from the watch cache; later pages are read from
+            // the store at the first page's revision.
+            let cached = match (&start, revision) {
+                (None, None) => self.watch_cache.list(info, prefix.as_bytes(), want).await,
+                _ => None,
+            };
+            let page = match cached {
+                Some(c) => {
+                    let page = ward_storage::RangePage {
+                        more: c.remaining > 0,
+                        kvs: c.kvs,
+                        remaining: c.remaining,
+                        revision: c.revision,
+                    };
+                    self.store.decode_page(info, page).await?
+                }
+                None => {
+                    self.store
+                        .list(info, ctx.ns(), start.take(), want, revision)
+                        .await?
+                }
+            };
             revision = Some(page.revision);
             items.extend(
                 page.items

@@ -14,7 +14,7 @@ use ward_api::ApiError;
 use ward_api::resources::{self, ResourceInfo};
 use ward_api::strategy;
 use ward_crypto::Transformers;
-use ward_storage::{KeyValue, RangeRequest, Revision, Storage, StorageError};
+use ward_storage::{KeyValue, RangePage, RangeRequest, Revision, Storage, StorageError};
 
 /// Namespaces that always exist and cannot be deleted.
 pub(crate) const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
@@ -192,6 +192,15 @@ impl ObjectStore {
             })
             .await
             .map_err(|e| storage_error(info, "", e))?;
+        self.decode_page(info, page).await
+    }
+
+    /// Decodes a page of stored objects.
+    pub(crate) async fn decode_page(
+        &self,
+        info: &ResourceInfo,
+        page: RangePage,
+    ) -> Result<ListPage, ApiError> {
         let mut items = Vec::with_capacity(page.kvs.len());
         for kv in &page.kvs {
             items.push(self.decode(info, kv, kv.mod_revision).await?);

@@ -19,6 +19,19 @@
 //!
 //! A watcher that falls more than the channel's depth behind is ended, as kube-apiserver ends slow
 //! watchers; its client re-watches from the last revision it received.
+//!
+//! # Consistent reads
+//!
+//! On backends where a read is a network round trip (etcd: [`Storage::prefix_summary`] answers),
+//! the cache also holds every object of the resource (their stored, still encrypted values:
+//! plaintext is not kept), filled by a list at the revision the watch starts from and kept up to
+//! date by the events. A GET or the first page of a LIST without a resourceVersion is then
+//! served from memory once the cache is proved current: a prefix summary (count and newest
+//! `mod_revision`, one small etcd read) taken *after* the request arrived must match the cache, or
+//! the cache must have seen an event at or after the summary's revision. Concurrent reads share
+//! one summary read (each waits for the first that starts after it arrived), so under load etcd
+//! sees one small read per round trip instead of one per request. When the cache cannot be
+//! proved current within a second, or the summary fails, the read goes to the store as before.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -27,11 +40,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use serde_json::Value;
-use tokio::sync::{OnceCell, broadcast, watch};
+use tokio::sync::{Notify, OnceCell, broadcast, watch};
 use tracing::{debug, warn};
 use ward_api::ApiError;
 use ward_api::resources::{RESOURCES, ResourceInfo};
-use ward_storage::{EventKind, KeyValue, Revision, StorageError, WatchItem, WatchStream};
+use ward_storage::{
+    EventKind, KeyValue, PrefixSummary, RangeRequest, Revision, Storage, StorageError, WatchItem,
+    WatchStream,
+};
 
 use crate::store::{ObjectStore, storage_error};
 
@@ -43,6 +59,8 @@ const MAX_BYTES: usize = 64 * 1024 * 1024;
 const CHANNEL_DEPTH: usize = 4096;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// How long a read waits for the cache to be proved current before it goes to the store.
+const READ_WAIT: Duration = Duration::from_secs(1);
 
 /// One storage change, decoded on first use.
 pub(crate) struct CachedEvent {
@@ -139,12 +157,70 @@ struct State {
     since: Option<Revision>,
     /// The last revision the pump has seen.
     position: Revision,
+    /// Every object, when reads are served from the cache.
+    objects: Option<Objects>,
+}
+
+/// The objects of one resource, as stored, at revision `at`.
+struct Objects {
+    by_key: std::collections::BTreeMap<Vec<u8>, KeyValue>,
+    /// The `mod_revision`s of `by_key`, for the newest one.
+    mods: std::collections::BTreeSet<Revision>,
+    /// The state is exact at this revision: the list's, then each event's.
+    at: Revision,
+}
+
+impl Objects {
+    fn new(kvs: Vec<KeyValue>, at: Revision) -> Self {
+        let mods = kvs.iter().map(|kv| kv.mod_revision).collect();
+        let by_key = kvs.into_iter().map(|kv| (kv.key.clone(), kv)).collect();
+        Objects { by_key, mods, at }
+    }
+
+    fn apply(&mut self, event: &CachedEvent) {
+        let old = match event.kind {
+            EventKind::Put => self.by_key.insert(event.kv.key.clone(), event.kv.clone()),
+            EventKind::Delete => self.by_key.remove(&event.kv.key),
+        };
+        if let Some(old) = old {
+            self.mods.remove(&old.mod_revision);
+        }
+        if event.kind == EventKind::Put {
+            self.mods.insert(event.kv.mod_revision);
+        }
+        self.at = self.at.max(event.revision);
+    }
+
+    /// The revision at which the cache is proved to hold `summary`'s state (or a later one).
+    fn current_as_of(&self, summary: &PrefixSummary) -> Option<Revision> {
+        if self.at >= summary.revision {
+            return Some(self.at);
+        }
+        let newest = self.mods.last().copied().unwrap_or_default();
+        (self.by_key.len() as u64 == summary.count && newest == summary.max_mod_revision)
+            .then_some(summary.revision)
+    }
+}
+
+/// One prefix-summary read at a time per resource, shared by every read waiting for it.
+#[derive(Default)]
+struct ProbeState {
+    /// Summaries started so far (the one running, if any, is number `started`).
+    started: u64,
+    /// The highest summary number a reader waits for.
+    wanted: u64,
+    running: bool,
 }
 
 struct ResourceCache {
     info: &'static ResourceInfo,
     state: Mutex<State>,
     tx: broadcast::Sender<Msg>,
+    /// Woken after each event, for reads waiting for the cache to catch up.
+    changed: Notify,
+    probe: Mutex<ProbeState>,
+    /// The last finished summary: its number and result.
+    probed: watch::Sender<(u64, Option<PrefixSummary>)>,
 }
 
 /// Every resource's cache.
@@ -231,8 +307,12 @@ impl WatchCache {
                     bytes: 0,
                     since: None,
                     position: Revision(0),
+                    objects: None,
                 }),
                 tx,
+                changed: Notify::new(),
+                probe: Mutex::new(ProbeState::default()),
+                probed: watch::Sender::new((0, None)),
             });
             tokio::spawn(pump(cache.clone(), store.clone(), shutdown.clone()));
             resources.insert(info.resource, cache);
@@ -266,7 +346,124 @@ impl WatchCache {
     }
 }
 
+/// A page of objects read from the cache.
+pub(crate) struct CachedPage {
+    pub(crate) kvs: Vec<KeyValue>,
+    pub(crate) revision: Revision,
+    pub(crate) remaining: u64,
+}
+
+impl WatchCache {
+    /// A consistent GET of `key` from the cache: `Some(None)` when it does not exist; `None`
+    /// when the cache cannot answer (the caller reads the store).
+    pub(crate) async fn get(&self, info: &ResourceInfo, key: &[u8]) -> Option<Option<KeyValue>> {
+        let cache = self.resources.get(info.resource)?;
+        let found = cache
+            .read(&self.store.storage, |objects, _| {
+                objects.by_key.get(key).cloned()
+            })
+            .await;
+        count(info.resource, |c| match found {
+            Some(_) => c.reads_cached += 1,
+            None => c.reads_storage += 1,
+        });
+        found
+    }
+
+    /// A consistent first page (`limit` 0 = all) of the keys under `prefix`; `None` when the
+    /// cache cannot answer.
+    pub(crate) async fn list(
+        &self,
+        info: &ResourceInfo,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Option<CachedPage> {
+        let cache = self.resources.get(info.resource)?;
+        let page = cache
+            .read(&self.store.storage, |objects, revision| {
+                let mut under = objects
+                    .by_key
+                    .range(prefix.to_vec()..)
+                    .take_while(|(k, _)| k.starts_with(prefix))
+                    .map(|(_, kv)| kv);
+                let kvs: Vec<KeyValue> = match limit {
+                    0 => under.by_ref().cloned().collect(),
+                    n => under.by_ref().take(n).cloned().collect(),
+                };
+                CachedPage {
+                    kvs,
+                    revision,
+                    remaining: under.count() as u64,
+                }
+            })
+            .await;
+        count(info.resource, |c| match page {
+            Some(_) => c.reads_cached += 1,
+            None => c.reads_storage += 1,
+        });
+        page
+    }
+}
+
 impl ResourceCache {
+    /// Runs `read` on the objects once they are proved current as of a summary taken after this
+    /// call began; `None` when the cache holds no objects or cannot be proved current in time.
+    async fn read<T>(
+        self: &Arc<Self>,
+        storage: &Arc<dyn Storage>,
+        read: impl FnOnce(&Objects, Revision) -> T,
+    ) -> Option<T> {
+        self.lock().objects.as_ref()?;
+        let summary = self.fresh_summary(storage).await?;
+        let deadline = tokio::time::Instant::now() + READ_WAIT;
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let state = self.lock();
+                let objects = state.objects.as_ref()?;
+                if let Some(revision) = objects.current_as_of(&summary) {
+                    return Some(read(objects, revision));
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                debug!(
+                    resource = self.info.resource,
+                    "watch cache not current in time; reading the store"
+                );
+                return None;
+            }
+        }
+    }
+
+    /// A prefix summary read after this call began, shared with concurrent callers.
+    async fn fresh_summary(self: &Arc<Self>, storage: &Arc<dyn Storage>) -> Option<PrefixSummary> {
+        let mut done = self.probed.subscribe();
+        let need = {
+            let mut probe = self.probe.lock().unwrap_or_else(|p| p.into_inner());
+            let need = probe.started + 1;
+            probe.wanted = probe.wanted.max(need);
+            if !probe.running {
+                probe.running = true;
+                probe.started = need;
+                tokio::spawn(probe_loop(self.clone(), storage.clone()));
+            }
+            need
+        };
+        loop {
+            let (number, summary) = *done.borrow_and_update();
+            if number >= need {
+                return summary;
+            }
+            done.changed().await.ok()?;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn subscribe(&self, prefix: &[u8], after: Revision) -> Option<Feed> {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let since = state.since?;
@@ -293,6 +490,9 @@ impl ResourceCache {
         let event = Arc::new(event);
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state.position = state.position.max(event.revision);
+        if let Some(objects) = state.objects.as_mut() {
+            objects.apply(&event);
+        }
         state.bytes += event.size();
         state.events.push_back(event.clone());
         while state.events.len() > MAX_EVENTS || state.bytes > MAX_BYTES {
@@ -305,6 +505,7 @@ impl ResourceCache {
         let rev = event.revision;
         let _ = self.tx.send(Msg::Event(event));
         drop(state);
+        self.changed.notify_waiters();
         count(self.info.resource, |c| {
             c.received += 1;
             c.revision = rev.0;
@@ -323,13 +524,15 @@ impl ResourceCache {
         state.events.clear();
         state.bytes = 0;
         state.since = None;
+        state.objects = None;
         let _ = self.tx.send(Msg::Reset(error));
     }
 
-    fn begin(&self, rev: Revision) {
+    fn begin(&self, rev: Revision, objects: Option<Objects>) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state.since = Some(rev);
         state.position = rev;
+        state.objects = objects;
         drop(state);
         count(self.info.resource, |c| {
             c.initializations += 1;
@@ -355,11 +558,27 @@ async fn pump(cache: Arc<ResourceCache>, store: ObjectStore, mut shutdown: watch
         let follow = async {
             let position = match cache.position() {
                 Some(p) => p,
-                None => {
-                    let rev = store.storage.current_revision().await?;
-                    cache.begin(rev);
-                    rev
-                }
+                // Where reads are worth caching, start from a list of every object.
+                None => match store.storage.prefix_summary(&prefix).await? {
+                    Some(_) => {
+                        let page = store
+                            .storage
+                            .range(RangeRequest {
+                                prefix: prefix.clone(),
+                                start_after: None,
+                                limit: 0,
+                                revision: None,
+                            })
+                            .await?;
+                        cache.begin(page.revision, Some(Objects::new(page.kvs, page.revision)));
+                        page.revision
+                    }
+                    None => {
+                        let rev = store.storage.current_revision().await?;
+                        cache.begin(rev, None);
+                        rev
+                    }
+                },
             };
             let mut stream = store.storage.watch(&prefix, position).await?;
             backoff = BACKOFF_MIN;
@@ -402,6 +621,8 @@ struct Counters {
     revision: u64,
     served_cached: u64,
     served_storage: u64,
+    reads_cached: u64,
+    reads_storage: u64,
 }
 
 static COUNTERS: std::sync::LazyLock<Mutex<HashMap<&'static str, Counters>>> =
@@ -449,6 +670,22 @@ pub(crate) fn render_metrics(out: &mut String) {
             c.revision
         );
     }
+    out.push_str("# TYPE ward_watch_cache_reads_total counter\n");
+    for (r, c) in &all {
+        if c.reads_cached + c.reads_storage == 0 {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "ward_watch_cache_reads_total{{resource=\"{r}\",source=\"cache\"}} {}",
+            c.reads_cached
+        );
+        let _ = writeln!(
+            out,
+            "ward_watch_cache_reads_total{{resource=\"{r}\",source=\"storage\"}} {}",
+            c.reads_storage
+        );
+    }
     out.push_str("# TYPE ward_watch_cache_watches_total counter\n");
     for (r, c) in &all {
         let _ = writeln!(
@@ -461,5 +698,85 @@ pub(crate) fn render_metrics(out: &mut String) {
             "ward_watch_cache_watches_total{{resource=\"{r}\",source=\"storage\"}} {}",
             c.served_storage
         );
+    }
+}
+
+/// Reads summaries while readers want newer ones.
+async fn probe_loop(cache: Arc<ResourceCache>, storage: Arc<dyn Storage>) {
+    let prefix = cache.info.key_prefix(None).into_bytes();
+    loop {
+        let number = cache
+            .probe
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .started;
+        let summary = match storage.prefix_summary(&prefix).await {
+            Ok(s) => s,
+            Err(e) => {
+                debug!(resource = cache.info.resource, error = %e, "prefix summary failed");
+                None
+            }
+        };
+        cache.probed.send_replace((number, summary));
+        let mut probe = cache.probe.lock().unwrap_or_else(|p| p.into_inner());
+        if probe.wanted > number {
+            probe.started = number + 1;
+        } else {
+            probe.running = false;
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(key: &str, rev: u64) -> KeyValue {
+        KeyValue {
+            key: key.as_bytes().to_vec(),
+            value: Vec::new(),
+            create_revision: Revision(rev),
+            mod_revision: Revision(rev),
+        }
+    }
+
+    fn event(kind: EventKind, key: &str, rev: u64) -> CachedEvent {
+        CachedEvent::new(ward_storage::Event {
+            kind,
+            kv: kv(key, rev),
+            prev: None,
+        })
+    }
+
+    fn summary(revision: u64, count: u64, max: u64) -> PrefixSummary {
+        PrefixSummary {
+            revision: Revision(revision),
+            count,
+            max_mod_revision: Revision(max),
+        }
+    }
+
+    #[test]
+    fn current_only_when_nothing_that_still_shows_was_missed() {
+        // Listed at 10 with a@5, b@7.
+        let mut o = Objects::new(vec![kv("a", 5), kv("b", 7)], Revision(10));
+        // Nothing happened since: current as of the summary's revision.
+        assert_eq!(o.current_as_of(&summary(12, 2, 7)), Some(Revision(12)));
+        // A missed update of a (a@11): the newest mod_revision differs.
+        assert_eq!(o.current_as_of(&summary(12, 2, 11)), None);
+        // A missed delete of b: the count differs.
+        assert_eq!(o.current_as_of(&summary(12, 1, 5)), None);
+        // A missed create of c then delete of c leaves the same state: current.
+        assert_eq!(o.current_as_of(&summary(13, 2, 7)), Some(Revision(13)));
+        // Once the cache has seen an event at or after the summary, it is current as of it.
+        o.apply(&event(EventKind::Put, "a", 11));
+        assert_eq!(o.current_as_of(&summary(11, 2, 11)), Some(Revision(11)));
+        assert_eq!(o.current_as_of(&summary(9, 5, 99)), Some(Revision(11)));
+        o.apply(&event(EventKind::Delete, "b", 12));
+        assert_eq!(o.by_key.len(), 1);
+        assert_eq!(o.mods.last(), Some(&Revision(11)));
+        assert_eq!(o.current_as_of(&summary(14, 1, 11)), Some(Revision(14)));
+        assert_eq!(o.current_as_of(&summary(14, 2, 13)), None);
     }
 }

@@ -80,10 +80,10 @@ use async_trait::async_trait;
 use etcd_client::proto::{PbKeyValue, PbRangeResponse, PbResponseHeader, PbTxnOpResponse};
 use etcd_client::{
     Certificate, Client, CompactionOptions, Compare, CompareOp, ConnectOptions, DeleteOptions,
-    GetOptions, Identity, PutOptions, TlsOptions, Txn, TxnOp,
+    GetOptions, Identity, PutOptions, SortOrder, SortTarget, TlsOptions, Txn, TxnOp,
 };
 use ward_storage::{
-    KeyValue, RangePage, RangeRequest, Revision, Storage, StorageError, WatchStream,
+    KeyValue, PrefixSummary, RangePage, RangeRequest, Revision, Storage, StorageError, WatchStream,
 };
 use zeroize::Zeroizing;
 
@@ -227,6 +227,31 @@ impl Storage for EtcdStorage {
             .next()
             .map(|kv| self.key_value(kv))
             .transpose()
+    }
+
+    async fn prefix_summary(&self, prefix: &[u8]) -> Result<Option<PrefixSummary>, StorageError> {
+        const OP: &str = "summarize a prefix";
+        let key = self.etcd_key(prefix);
+        let end = prefix_end(&key);
+        // One key, no value: the newest by mod_revision; `count` counts them all.
+        let options = GetOptions::new()
+            .with_range(end)
+            .with_keys_only()
+            .with_limit(1)
+            .with_sort(SortTarget::Mod, SortOrder::Descend);
+        let resp = self
+            .range_raw(OP, key, options)
+            .await
+            .map_err(|failure| failure.into_error(OP))?;
+        let max_mod_revision = match resp.kvs.first() {
+            Some(kv) => to_revision(kv.mod_revision, "mod revision")?,
+            None => Revision(0),
+        };
+        Ok(Some(PrefixSummary {
+            revision: header_revision(resp.header.as_ref())?,
+            count: to_revision(resp.count, "range count")?.0,
+            max_mod_revision,
+        }))
     }
 
     async fn range(&self, request: RangeRequest) -> Result<RangePage, StorageError> {

@@ -83,6 +83,18 @@ pub struct RangePage {
     pub revision: Revision,
 }
 
+/// How the keys under a prefix stand at one revision, in one cheap read: what a cache needs to
+/// prove it holds exactly that state (see [`Storage::prefix_summary`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrefixSummary {
+    /// The revision the summary was read at.
+    pub revision: Revision,
+    /// How many keys exist under the prefix.
+    pub count: u64,
+    /// The largest `mod_revision` among them (0 when there are none).
+    pub max_mod_revision: Revision,
+}
+
 /// What a range asks for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RangeRequest {
@@ -244,4 +256,18 @@ pub trait Storage: Send + Sync + 'static {
 
     /// The compacted revision (0 when nothing has been compacted).
     async fn compacted_revision(&self) -> Result<Revision, StorageError>;
+
+    /// The [`PrefixSummary`] of `prefix` at the current revision, for backends where a read
+    /// costs a network round trip; `Ok(None)` (the default) where reads are cheap enough that
+    /// nothing should be cached in front of them.
+    ///
+    /// A cache whose state of the prefix came from an earlier revision's state plus every
+    /// change it has seen since holds exactly the state at `revision` when it has seen a change
+    /// at or after `revision`, or when its key count and largest `mod_revision` equal the
+    /// summary's: any change it missed that still shows would carry a larger `mod_revision`,
+    /// and missed deletes of keys it holds would lower the count.
+    async fn prefix_summary(&self, prefix: &[u8]) -> Result<Option<PrefixSummary>, StorageError> {
+        let _ = prefix;
+        Ok(None)
+    }
 }
