@@ -87,7 +87,7 @@ pub struct EtcdConfig {
     pub cert_file: Option<PathBuf>,
     /// `--etcd-keyfile`.
     pub key_file: Option<PathBuf>,
-    /// `--etcd-prefix` (only `/registry` for now).
+    /// `--etcd-prefix` (default `/registry`): keys are `<prefix>/<resource>/<namespace>/<name>`.
     pub prefix: String,
 }
 
@@ -163,9 +163,11 @@ pub async fn start(opts: ServeOptions) -> Result<ServerHandle, ServeError> {
 
     let storage: Arc<dyn ward_storage::Storage> = match &opts.etcd {
         Some(etcd) => {
-            if etcd.prefix != "/registry" {
+            // kube-apiserver joins the prefix and the key as paths: "/k3s/" is "/k3s".
+            let prefix = etcd.prefix.trim_end_matches('/');
+            if prefix.is_empty() || !prefix.starts_with('/') {
                 return Err(ServeError::Config(format!(
-                    "--etcd-prefix {:?}: only the default \"/registry\" is supported yet",
+                    "--etcd-prefix {:?}: expected a path such as /registry (the default)",
                     etcd.prefix
                 )));
             }
@@ -174,6 +176,9 @@ pub async fn start(opts: ServeOptions) -> Result<ServerHandle, ServeError> {
                 ca_file: etcd.ca_file.clone(),
                 cert_file: etcd.cert_file.clone(),
                 key_file: etcd.key_file.clone(),
+                // Ward's keys start with /registry; etcd's with the prefix instead.
+                prefix: prefix.to_owned(),
+                root: "/registry".to_owned(),
                 ..Default::default()
             })
             .await

@@ -82,7 +82,8 @@ impl ObjectStore {
         let transformers = self.transformers();
         let t = transformers.for_resource(info.group, info.resource);
         let started = std::time::Instant::now();
-        let result = t.to_storage_async(&plain, key.as_bytes()).await;
+        let aad = self.storage.stored_key(key.as_bytes());
+        let result = t.to_storage_async(&plain, &aad).await;
         crate::metrics::transformation(
             info.resource,
             true,
@@ -120,7 +121,7 @@ impl ObjectStore {
         let transformers = self.transformers();
         let decrypted = transformers
             .for_resource(info.group, info.resource)
-            .from_storage_async(&kv.value, &kv.key)
+            .from_storage_async(&kv.value, &self.storage.stored_key(&kv.key))
             .await;
         crate::metrics::transformation(
             info.resource,

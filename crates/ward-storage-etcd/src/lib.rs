@@ -117,6 +117,11 @@ pub struct EtcdOptions {
     /// kube-apiserver's `--etcd-prefix`, but applied below Ward's keys). Empty by default:
     /// Ward's keys already start with `/registry/`.
     pub prefix: String,
+    /// A leading part of Ward's keys that `prefix` replaces rather than precedes: with `root`
+    /// `/registry` and `prefix` `/k3s`, Ward's `/registry/secrets/a/b` is etcd's
+    /// `/k3s/secrets/a/b`, as kube-apiserver with `--etcd-prefix=/k3s` stores it. Empty by
+    /// default (nothing replaced).
+    pub root: String,
 }
 
 impl Default for EtcdOptions {
@@ -131,6 +136,7 @@ impl Default for EtcdOptions {
             dial_timeout: Duration::from_secs(20),
             request_timeout: Duration::from_secs(30),
             prefix: String::new(),
+            root: String::new(),
         }
     }
 }
@@ -141,8 +147,8 @@ impl Default for EtcdOptions {
 #[derive(Clone)]
 pub struct EtcdStorage {
     client: Client,
-    /// The bytes of [`EtcdOptions::prefix`].
-    prefix: Vec<u8>,
+    /// Ward's keys to etcd's and back.
+    keys: KeyMap,
     request_timeout: Duration,
     /// For logs and errors.
     endpoints: Vec<String>,
@@ -187,7 +193,10 @@ impl EtcdStorage {
             .map_err(|err| StorageError::backend(format!("etcd at {endpoints}: {err}")))?;
         let store = EtcdStorage {
             client,
-            prefix: options.prefix.into_bytes(),
+            keys: KeyMap {
+                prefix: options.prefix.into_bytes(),
+                root: options.root.into_bytes(),
+            },
             request_timeout: options.request_timeout,
             endpoints: options.endpoints,
         };
@@ -206,7 +215,8 @@ impl fmt::Debug for EtcdStorage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EtcdStorage")
             .field("endpoints", &self.endpoints)
-            .field("prefix", &String::from_utf8_lossy(&self.prefix))
+            .field("prefix", &String::from_utf8_lossy(&self.keys.prefix))
+            .field("root", &String::from_utf8_lossy(&self.keys.root))
             .finish_non_exhaustive()
     }
 }
@@ -227,6 +237,10 @@ impl Storage for EtcdStorage {
             .next()
             .map(|kv| self.key_value(kv))
             .transpose()
+    }
+
+    fn stored_key<'a>(&self, key: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        std::borrow::Cow::Owned(self.etcd_key(key))
     }
 
     async fn prefix_summary(&self, prefix: &[u8]) -> Result<Option<PrefixSummary>, StorageError> {
@@ -486,12 +500,9 @@ impl Storage for EtcdStorage {
 // === impl EtcdStorage ===
 
 impl EtcdStorage {
-    /// `key` with the configured prefix in front.
+    /// `key` as stored in etcd: the configured prefix in front (in place of the root).
     fn etcd_key(&self, key: &[u8]) -> Vec<u8> {
-        let mut etcd_key = Vec::with_capacity(self.prefix.len() + key.len());
-        etcd_key.extend_from_slice(&self.prefix);
-        etcd_key.extend_from_slice(key);
-        etcd_key
+        self.keys.to_etcd(key)
     }
 
     /// A key that is only read, to learn revisions: the prefix followed by `\0`.
@@ -501,7 +512,7 @@ impl EtcdStorage {
 
     /// An etcd key-value as a contract one, with the prefix removed.
     fn key_value(&self, kv: PbKeyValue) -> Result<KeyValue, StorageError> {
-        key_value(&self.prefix, kv)
+        key_value(&self.keys, kv)
     }
 
     /// A `Range` request, with the request timeout.
@@ -688,19 +699,55 @@ fn check_pem(flag: &str, path: &Path, pem: &[u8], label: &str) -> Result<(), Sto
     )))
 }
 
-/// An etcd key-value as a contract one, with `prefix` removed from its key.
-pub(crate) fn key_value(prefix: &[u8], kv: PbKeyValue) -> Result<KeyValue, StorageError> {
+/// How Ward's keys map to etcd's: [`EtcdOptions::prefix`] in front, in place of
+/// [`EtcdOptions::root`].
+#[derive(Clone, Debug, Default)]
+pub(crate) struct KeyMap {
+    pub(crate) prefix: Vec<u8>,
+    pub(crate) root: Vec<u8>,
+}
+
+impl KeyMap {
+    pub(crate) fn to_etcd(&self, key: &[u8]) -> Vec<u8> {
+        let rest = if self.root.is_empty() {
+            key
+        } else {
+            key.strip_prefix(self.root.as_slice()).unwrap_or(key)
+        };
+        let mut etcd_key = Vec::with_capacity(self.prefix.len() + rest.len());
+        etcd_key.extend_from_slice(&self.prefix);
+        etcd_key.extend_from_slice(rest);
+        etcd_key
+    }
+
+    /// `None` for a key outside the prefix.
+    fn ward_key(&self, mut key: Vec<u8>) -> Option<Vec<u8>> {
+        if !key.starts_with(&self.prefix) {
+            return None;
+        }
+        key.drain(..self.prefix.len());
+        if self.root.is_empty() {
+            return Some(key);
+        }
+        let mut ward_key = Vec::with_capacity(self.root.len() + key.len());
+        ward_key.extend_from_slice(&self.root);
+        ward_key.extend_from_slice(&key);
+        Some(ward_key)
+    }
+}
+
+/// An etcd key-value as a contract one, with its key mapped back by `keys`.
+pub(crate) fn key_value(keys: &KeyMap, kv: PbKeyValue) -> Result<KeyValue, StorageError> {
     let PbKeyValue {
-        mut key,
+        key,
         value,
         create_revision,
         mod_revision,
         ..
     } = kv;
-    if !key.starts_with(prefix) {
+    let Some(key) = keys.ward_key(key) else {
         return Err(inconsistent("read", "a key outside the configured prefix"));
-    }
-    key.drain(..prefix.len());
+    };
     Ok(KeyValue {
         key,
         value,
@@ -756,6 +803,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn key_map_replaces_the_root_with_the_prefix_and_back() {
+        let keys = KeyMap {
+            prefix: b"/k3s".to_vec(),
+            root: b"/registry".to_vec(),
+        };
+        assert_eq!(keys.to_etcd(b"/registry/secrets/a/b"), b"/k3s/secrets/a/b");
+        assert_eq!(
+            keys.ward_key(b"/k3s/secrets/a/b".to_vec()).as_deref(),
+            Some(&b"/registry/secrets/a/b"[..])
+        );
+        assert_eq!(keys.ward_key(b"/registry/secrets/a/b".to_vec()), None);
+        // Without a root, the prefix only goes in front.
+        let plain = KeyMap {
+            prefix: b"/t1".to_vec(),
+            root: Vec::new(),
+        };
+        assert_eq!(plain.to_etcd(b"/registry/x"), b"/t1/registry/x");
+        assert_eq!(
+            plain.ward_key(b"/t1/registry/x".to_vec()).as_deref(),
+            Some(&b"/registry/x"[..])
+        );
+    }
+
+    #[test]
     fn prefix_end_increments_the_last_byte_below_0xff() {
         assert_eq!(prefix_end(b"/a/"), b"/a0");
         assert_eq!(prefix_end(b"a\xff"), b"b");
@@ -773,11 +844,15 @@ mod tests {
             mod_revision: revision,
             ..PbKeyValue::default()
         };
-        let stripped = key_value(b"/p", kv(b"/p/registry/x", 3)).expect("in prefix");
+        let keys = |prefix: &[u8]| KeyMap {
+            prefix: prefix.to_vec(),
+            root: Vec::new(),
+        };
+        let stripped = key_value(&keys(b"/p"), kv(b"/p/registry/x", 3)).expect("in prefix");
         assert_eq!(stripped.key, b"/registry/x");
         assert_eq!(stripped.mod_revision, Revision(3));
-        assert!(key_value(b"/p", kv(b"/q/x", 3)).is_err());
-        assert!(key_value(b"", kv(b"/x", -1)).is_err());
+        assert!(key_value(&keys(b"/p"), kv(b"/q/x", 3)).is_err());
+        assert!(key_value(&keys(b""), kv(b"/x", -1)).is_err());
     }
 
     #[test]

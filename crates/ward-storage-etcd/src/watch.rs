@@ -22,7 +22,9 @@ use etcd_client::{GetOptions, WatchOptions};
 use ward_storage::{Event, EventKind, KeyValue, Revision, StorageError, WatchItem, WatchStream};
 
 use crate::error::Failure;
-use crate::{EtcdStorage, etcd_revision, header_revision, inconsistent, key_value, prefix_end};
+use crate::{
+    EtcdStorage, KeyMap, etcd_revision, header_revision, inconsistent, key_value, prefix_end,
+};
 
 /// Starts a watch of `prefix` after `after`; see [`ward_storage::Storage::watch`].
 pub(crate) async fn watch(
@@ -62,7 +64,7 @@ pub(crate) async fn watch(
             .timed("watch", client.watch(key, Some(options)))
             .await
             .map_err(|f| f.into_error("watch"))?,
-        prefix: store.prefix.clone(),
+        keys: store.keys.clone(),
         pending: VecDeque::new(),
         position: after,
         done: false,
@@ -126,8 +128,8 @@ pub(crate) async fn compacted_revision(store: &EtcdStorage) -> Result<Revision, 
 /// The state of one watch stream.
 struct Watcher {
     stream: etcd_client::WatchStream,
-    /// The configured key prefix, removed from every key.
-    prefix: Vec<u8>,
+    /// Maps etcd's keys back to Ward's.
+    keys: KeyMap,
     /// Items received and not yet yielded.
     pending: VecDeque<WatchItem>,
     /// Every change up to this revision has been yielded.
@@ -186,7 +188,7 @@ impl Watcher {
             return Ok(());
         }
         for event in resp.events {
-            let event = event_from_etcd(&self.prefix, event)?;
+            let event = event_from_etcd(&self.keys, event)?;
             self.position = event.kv.mod_revision;
             self.pending.push_back(WatchItem::Event(event));
         }
@@ -196,18 +198,18 @@ impl Watcher {
 
 /// An etcd event as a contract one. A delete takes its value and `create_revision` from
 /// `prev_kv`, and the delete's revision as `mod_revision`.
-fn event_from_etcd(prefix: &[u8], event: PbEvent) -> Result<Event, StorageError> {
+fn event_from_etcd(keys: &KeyMap, event: PbEvent) -> Result<Event, StorageError> {
     let PbEvent {
         r#type: kind,
         kv,
         prev_kv,
     } = event;
     let kv = kv.ok_or_else(|| inconsistent("watch", "an event without a key-value"))?;
-    let prev = prev_kv.map(|prev| key_value(prefix, prev)).transpose()?;
+    let prev = prev_kv.map(|prev| key_value(keys, prev)).transpose()?;
     match kind {
         PUT => Ok(Event {
             kind: EventKind::Put,
-            kv: key_value(prefix, kv)?,
+            kv: key_value(keys, kv)?,
             prev,
         }),
         DELETE => {

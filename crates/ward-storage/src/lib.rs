@@ -257,6 +257,12 @@ pub trait Storage: Send + Sync + 'static {
     /// The compacted revision (0 when nothing has been compacted).
     async fn compacted_revision(&self) -> Result<Revision, StorageError>;
 
+    /// `key` as the backend stores it (etcd: with its `--etcd-prefix`). Encryption binds values
+    /// to this key (the AAD), as kube-apiserver binds them to the full etcd key.
+    fn stored_key<'a>(&self, key: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        std::borrow::Cow::Borrowed(key)
+    }
+
     /// The [`PrefixSummary`] of `prefix` at the current revision, for backends where a read
     /// costs a network round trip; `Ok(None)` (the default) where reads are cheap enough that
     /// nothing should be cached in front of them.

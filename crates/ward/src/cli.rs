@@ -203,7 +203,10 @@ struct ServeArgs {
     /// Client key for etcd.
     #[arg(long)]
     etcd_keyfile: Option<PathBuf>,
-    /// Key prefix in etcd.
+    /// Key prefix in etcd, as kube-apiserver's --etcd-prefix: keys are
+    /// PREFIX/RESOURCE/NAMESPACE/NAME (e.g. /registry/secrets/default/db). Encryption binds each
+    /// value to its full key, so data moves between Ward and kube-apiserver only with the same
+    /// prefix.
     #[arg(long, default_value = "/registry")]
     etcd_prefix: String,
     /// Let list and watch return Secret values to anyone who may list them (upstream's

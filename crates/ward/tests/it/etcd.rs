@@ -192,6 +192,81 @@ fn two_replicas_on_one_etcd() {
     );
 }
 
+/// `--etcd-prefix`: keys live under the prefix instead of `/registry`, exactly where
+/// kube-apiserver with the same flag puts them, and each value is bound (AES-GCM's AAD) to its
+/// full etcd key, so `ward storage decode` with that key reads it and with the `/registry` key
+/// does not.
+#[test]
+fn a_custom_etcd_prefix_places_and_binds_keys_as_kube_apiserver_does() {
+    const K1: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let etcd = Etcd::start();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cfg = tmp.path().join("enc.yaml");
+    write_config(&cfg, &[("k1", K1)]);
+    let s = Server::start_in(
+        &tmp.path().join("ward"),
+        &[
+            "--etcd-servers",
+            &etcd.url,
+            "--etcd-prefix",
+            "/custom/",
+            "--encryption-provider-config",
+            cfg.to_str().expect("utf8"),
+        ],
+    );
+    s.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "p1",
+        "--from-literal=k=prefixed-77",
+    ]);
+    let v = s.kubectl(&["get", "secret", "p1", "-o", "jsonpath={.data.k}"]);
+    assert_eq!(B64.decode(v.trim()).expect("b64"), b"prefixed-77");
+    assert_eq!(
+        s.kubectl(&["get", "secrets", "-o", "name"]).trim(),
+        "secret/p1"
+    );
+    assert!(etcd.get("/registry/secrets/default/p1").is_none());
+    let raw = etcd
+        .get("/custom/secrets/default/p1")
+        .expect("stored under the prefix");
+    assert!(raw.starts_with(b"k8s:enc:aesgcm:v1:k1:"));
+    let value = tmp.path().join("value");
+    std::fs::write(&value, &raw).expect("write");
+    let decode = |key: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ward"))
+            .args(["storage", "decode", "--encryption-provider-config"])
+            .arg(&cfg)
+            .args(["--key", key, "--value-file"])
+            .arg(&value)
+            .args(["--show-values", "-o", "json"])
+            .output()
+            .expect("decode")
+    };
+    let out = decode("/custom/secrets/default/p1");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let obj = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(obj["data"]["k"], B64.encode("prefixed-77"));
+    assert!(
+        !decode("/registry/secrets/default/p1").status.success(),
+        "the value is bound to its full key"
+    );
+    // A prefix that is not a path is refused with the flag's name.
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["serve", "--secure-port", "0", "--data-dir"])
+        .arg(tmp.path().join("bad"))
+        .args(["--etcd-servers", &etcd.url, "--etcd-prefix", "custom"])
+        .output()
+        .expect("serve");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--etcd-prefix"));
+}
+
 fn write_config(path: &std::path::Path, keys: &[(&str, &str)]) {
     use std::os::unix::fs::OpenOptionsExt as _;
     let mut text = String::from(
