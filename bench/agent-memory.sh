@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Resident memory of `ward agent` delivering 100 Secrets (one projected volume per Secret, each
 # followed by its own watch), against a local `ward serve`. Loopback only; stops what it starts.
-# Usage: bench/agent-memory.sh [--help]     env: WARD_BIN (default target/release/ward), N (100)
+# Measures `ward agent` (the full binary) and `ward-agent` (the agent-only binary).
+# Usage: bench/agent-memory.sh [--help]     env: WARD_BIN (default target/release/ward),
+#        AGENT_BIN (default next to WARD_BIN), N (100)
 set -euo pipefail
 if [ "${1:-}" = "--help" ] || [ "${1:-}" = "-h" ]; then
-  sed -n '2,4p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'
   echo "Example: N=100 bench/agent-memory.sh"
   exit 0
 fi
@@ -34,15 +36,30 @@ TOKEN=$(tr -d '[:space:]' <"$TMP/data/admin.token")
     echo "    secret: {secretName: s$i}"
   done
 } >"$TMP/agent.yaml"
-WARD_LOG=warn "$WARD_BIN" agent --config "$TMP/agent.yaml" --kubeconfig "$TMP/data/admin.kubeconfig" >"$TMP/agent.log" 2>&1 &
-AGENT=$!
-PIDS+=("$AGENT")
-for _ in $(seq 300); do [ -e "$OUT/s$N/password" ] && break; sleep 0.1; done
-[ -e "$OUT/s$N/password" ] || { tail -20 "$TMP/agent.log" >&2; echo "error: the agent did not deliver the files" >&2; exit 1; }
-sleep 3
-RSS_KB=$(awk '/^VmRSS:/ {print $2}' "/proc/$AGENT/status")
-HWM_KB=$(awk '/^VmHWM:/ {print $2}' "/proc/$AGENT/status")
-THREADS=$(awk '/^Threads:/ {print $2}' "/proc/$AGENT/status")
-echo "| secrets delivered | agent RSS | agent peak RSS | threads |"
-echo "|---:|---:|---:|---:|"
-printf '| %s | %.1f MiB | %.1f MiB | %s |\n' "$N" "$(echo "$RSS_KB/1024" | bc -l)" "$(echo "$HWM_KB/1024" | bc -l)" "$THREADS"
+AGENT_BIN="${AGENT_BIN:-$(dirname "$WARD_BIN")/ward-agent}"
+[ -x "$AGENT_BIN" ] || (cd "$REPO" && cargo build --release -p ward-agent --bin ward-agent)
+ROWS=()
+measure() {  # LABEL COMMAND... : start the agent, wait for every file, read its memory, stop it
+  local label="$1"; shift
+  rm -rf "${OUT:?}"/*
+  WARD_LOG=warn "$@" --config "$TMP/agent.yaml" --kubeconfig "$TMP/data/admin.kubeconfig" >"$TMP/agent.log" 2>&1 &
+  local agent=$!
+  PIDS+=("$agent")
+  for _ in $(seq 300); do [ -e "$OUT/s$N/password" ] && break; sleep 0.1; done
+  [ -e "$OUT/s$N/password" ] || { tail -20 "$TMP/agent.log" >&2; echo "error: $label did not deliver the files" >&2; exit 1; }
+  sleep 3
+  local rss hwm threads anon
+  rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$agent/status")
+  hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$agent/status")
+  threads=$(awk '/^Threads:/ {print $2}' "/proc/$agent/status")
+  # Anonymous memory (heap, stacks); the rest of RSS is the binary's code and data, mapped from disk.
+  anon=$(awk '/^Anonymous:/ {print $2}' "/proc/$agent/smaps_rollup" 2>/dev/null || echo 0)
+  kill "$agent"; wait "$agent" 2>/dev/null || true
+  ROWS+=("$(printf '| %s | %s | %.1f MiB | %.1f MiB | %.1f MiB | %s |' "$label" "$N" \
+    "$(echo "$rss/1024" | bc -l)" "$(echo "$anon/1024" | bc -l)" "$(echo "$hwm/1024" | bc -l)" "$threads")")
+}
+measure "ward agent ($(du -m "$WARD_BIN" | cut -f1) MB binary)" "$WARD_BIN" agent
+measure "ward-agent ($(du -m "$AGENT_BIN" | cut -f1) MB binary)" "$AGENT_BIN"
+echo "| binary | secrets delivered | RSS | of which anonymous | peak RSS | threads |"
+echo "|---|---:|---:|---:|---:|---:|"
+printf '%s\n' "${ROWS[@]}"

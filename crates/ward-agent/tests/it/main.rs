@@ -4,6 +4,7 @@
 //!
 //! Targets live under /dev/shm (a tmpfs), as they would in production.
 
+mod binary;
 mod delivery;
 mod harness;
 mod help;
