@@ -63,7 +63,7 @@ pub use envelope::{
 };
 pub use error::KmsError;
 pub use keyfile::{KeyFileKms, KeyFileSpec};
-pub use pkcs11::{Pkcs11KeySpec, Pkcs11Kms, Pkcs11Options};
+pub use pkcs11::{Pkcs11KeySpec, Pkcs11Kms, Pkcs11Mechanism, Pkcs11Options};
 pub use plugin::{
     KmsPluginArgs, PKCS11_PIN_ENV, PLUGIN_EXAMPLES, PluginHandle, run_plugin, start_plugin,
 };
