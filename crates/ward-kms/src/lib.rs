@@ -59,7 +59,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use endpoint::KmsEndpoint;
 pub use envelope::{
     HEALTHY_POLL_INTERVAL, KmsOptions, KmsV2Envelope, UNHEALTHY_POLL_INTERVAL, WRITE_SEED_TTL,
-    transformers_from_config, transformers_from_config_with,
+    stored_key_id, transformers_from_config, transformers_from_config_with,
 };
 pub use error::KmsError;
 pub use keyfile::{KeyFileKms, KeyFileSpec};

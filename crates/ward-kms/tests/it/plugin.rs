@@ -116,6 +116,10 @@ async fn abstract_socket_works() {
     let secrets = transformers.for_resource("", "secrets");
     let stored = secrets.to_storage_async(CANARY, AAD).await.unwrap();
     assert!(stored.starts_with(b"k8s:enc:kms:v2:abs:"));
+    // The key ID is readable from the stored value alone (`ward storage decode` shows it).
+    assert_eq!(ward_kms::stored_key_id(&stored), Some(key_id.clone()));
+    assert_eq!(ward_kms::stored_key_id(b"k8s:enc:kms:v2:abs:garbage"), None);
+    assert_eq!(ward_kms::stored_key_id(b"k8s:enc:aesgcm:v1:k:xx"), None);
     let read = secrets.from_storage_async(&stored, AAD).await.unwrap();
     assert_eq!(read.plaintext.as_slice(), CANARY);
     plugin.shutdown().await.unwrap();
