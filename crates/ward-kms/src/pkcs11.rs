@@ -625,13 +625,42 @@ fn kwp_unwrap(
         })
 }
 
-/// Checks that the key that encrypts allows the configured mechanism.
+/// Checks that the key that encrypts is an AES key of 16, 24 or 32 bytes that allows the
+/// configured mechanism.
 fn check_can_wrap(
     session: &Session,
     handle: ObjectHandle,
     label: &str,
     mechanism: Pkcs11Mechanism,
 ) -> Result<(), KmsError> {
+    let shape = session
+        .get_attributes(handle, &[AttributeType::KeyType, AttributeType::ValueLen])
+        .map_err(ck("read the key's type and length"))?;
+    let key_type = shape.iter().find_map(|a| match a {
+        Attribute::KeyType(t) => Some(*t),
+        _ => None,
+    });
+    let len = shape.iter().find_map(|a| match a {
+        Attribute::ValueLen(len) => Some(usize::from(*len)),
+        _ => None,
+    });
+    if key_type != Some(KeyType::AES) {
+        return Err(KmsError::Pkcs11 {
+            operation: "check the key",
+            reason: format!("key {label:?} is not an AES key (CKK_AES)"),
+        });
+    }
+    if let Some(len) = len
+        && !matches!(len, 16 | 24 | 32)
+    {
+        return Err(KmsError::Pkcs11 {
+            operation: "check the key",
+            reason: format!(
+                "key {label:?} is {len} bytes; an AES key is 16, 24 or 32 (softhsm2-util \
+                 --import --aes cuts a key file at its first newline or NUL byte)"
+            ),
+        });
+    }
     let needed = match mechanism {
         Pkcs11Mechanism::AesGcm => [AttributeType::Encrypt, AttributeType::Decrypt],
         Pkcs11Mechanism::AesKeyWrapPad => [AttributeType::Wrap, AttributeType::Unwrap],

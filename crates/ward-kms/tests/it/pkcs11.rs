@@ -187,6 +187,11 @@ fn child(dir: &Path) {
         plugin.shutdown().await.unwrap();
 
         key_wrap_pad_matches_rfc_5649(&session).await;
+        // A cut-short AES key (what `softhsm2-util --import --aes` makes of a key file with a
+        // newline) is refused at start, naming its length, rather than failing every Encrypt.
+        import_aes_key(&session, "short", 0x53, &[0x61; 10]);
+        let err = Pkcs11Kms::open(options(&["short"], USER_PIN)).unwrap_err();
+        assert!(err.to_string().contains("is 10 bytes"), "{err}");
         key_wrap_pad_over_grpc(dir).await;
         status_follows_the_key_object(dir, &session).await;
     });
