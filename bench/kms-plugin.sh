@@ -15,9 +15,10 @@ Usage: bench/kms-plugin.sh [--help]
        key-file              --key-file (AES-256-GCM in the plugin process)
        softhsm-aes-gcm       --pkcs11-mechanism aes-gcm (CKM_AES_GCM in the token)
        softhsm-key-wrap-pad  --pkcs11-mechanism aes-key-wrap-pad (C_WrapKey/C_UnwrapKey)
-  3. starts `ward serve` twice on a fresh data dir, with secrets under aesgcm and then under
-     kms v2 (SoftHSM AES-GCM plugin), and times N Secret creates with WRITERS parallel HTTPS
-     clients (python3 http.client, keep-alive, the admin token); prints the kms/aesgcm ratio.
+  3. for each of ROUNDS rounds, starts `ward serve` on a fresh data dir with secrets under
+     aesgcm, then again under kms v2 (SoftHSM AES-GCM plugin), and times N Secret creates
+     with WRITERS parallel HTTPS clients (python3 http.client, keep-alive, the admin token);
+     prints each round's kms/aesgcm ratio and their median.
 Every process it starts is stopped (by PID) and every temp dir removed on exit.
 
 Options:
@@ -28,6 +29,7 @@ Environment:
   CONCURRENCY      concurrent gRPC callers (default 4)
   N                Secrets created per `ward serve` run (default 3000)
   WRITERS          parallel creating clients (default 4)
+  ROUNDS           aesgcm/kms v2 pairs of `ward serve` runs (default 3)
   WARD_BIN         ward binary (default target/release/ward; built with
                    `cargo build --release -p ward` when missing)
   BENCH_BIN        kms_bench binary (default target/release/examples/kms_bench; built with
@@ -52,6 +54,7 @@ DURATION="${DURATION:-5}"
 CONCURRENCY="${CONCURRENCY:-4}"
 N="${N:-3000}"
 WRITERS="${WRITERS:-4}"
+ROUNDS="${ROUNDS:-3}"
 HOST=127.0.0.1   # loopback only
 MODULE=/usr/lib/softhsm/libsofthsm2.so
 PIN=4711-bench
@@ -59,7 +62,7 @@ PIN=4711-bench
 die() { echo "error: $*" >&2; exit 1; }
 log() { echo "==> $*" >&2; }
 
-for v in DURATION CONCURRENCY N WRITERS; do
+for v in DURATION CONCURRENCY N WRITERS ROUNDS; do
     [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer"
 done
 
@@ -304,12 +307,19 @@ serve_run() {  # NAME ENCRYPTION_CONFIG
     STORED_PREFIX[$name]=$(grep -aoc "k8s:enc:$3" "$data/db/ward.redb" || true)
 }
 
-serve_run aesgcm "$TMP/enc-aesgcm.yaml" "aesgcm:v1:key1:"
+# Rounds alternate aesgcm and kms v2, each on a fresh data dir, so that neither always runs
+# first (other load on the machine drifts).
 start_plugin serve-hsm "${HSM_ARGS[@]}" --pkcs11-mechanism aes-gcm
-serve_run kms-v2 "$TMP/enc-kms.yaml" "kms:v2:bench-hsm:"
+RATIOS=()
+for r in $(seq 1 "$ROUNDS"); do
+    serve_run "aesgcm-$r" "$TMP/enc-aesgcm.yaml" "aesgcm:v1:key1:"
+    serve_run "kms-v2-$r" "$TMP/enc-kms.yaml" "kms:v2:bench-hsm:"
+    [ "${STORED_PREFIX[aesgcm-$r]:-0}" -gt 0 ] || die "no aesgcm value found in the aesgcm store"
+    [ "${STORED_PREFIX[kms-v2-$r]:-0}" -gt 0 ] || die "no kms v2 value found in the kms store"
+    RATIOS+=("$(awk -v a="${CREATE_RATE[kms-v2-$r]}" -v b="${CREATE_RATE[aesgcm-$r]}" 'BEGIN { printf "%.2f", a / b }')")
+    rm -rf -- "$TMP/data-aesgcm-$r" "$TMP/data-kms-v2-$r"
+done
 stop_plugin
-[ "${STORED_PREFIX[aesgcm]:-0}" -gt 0 ] || die "no aesgcm value found in the aesgcm store"
-[ "${STORED_PREFIX[kms-v2]:-0}" -gt 0 ] || die "no kms v2 value found in the kms store"
 
 # ---------------------------------------------------------------------------------------------
 # Report
@@ -324,12 +334,14 @@ for b in key-file softhsm-aes-gcm softhsm-key-wrap-pad; do
     echo "| $b | $(field "$b" encrypt ops_s) | $(field "$b" encrypt p50_us) / $(field "$b" encrypt p99_us) | $(field "$b" decrypt ops_s) | $(field "$b" decrypt p50_us) / $(field "$b" decrypt p99_us) | $(( $(field "$b" encrypt errors) + $(field "$b" decrypt errors) )) |"
 done
 echo
-echo "| ward serve, $N creates, $WRITERS HTTPS clients | seconds | creates/s |"
-echo "|---|---:|---:|"
-echo "| aesgcm | ${CREATE_SECONDS[aesgcm]} | ${CREATE_RATE[aesgcm]} |"
-echo "| kms v2 (SoftHSM AES-GCM plugin) | ${CREATE_SECONDS[kms-v2]} | ${CREATE_RATE[kms-v2]} |"
+echo "| ward serve, $N creates, $WRITERS HTTPS clients | aesgcm creates/s | kms v2 creates/s | kms v2 / aesgcm |"
+echo "|---|---:|---:|---:|"
+for r in $(seq 1 "$ROUNDS"); do
+    echo "| round $r | ${CREATE_RATE[aesgcm-$r]} | ${CREATE_RATE[kms-v2-$r]} | ${RATIOS[$(( r - 1 ))]} |"
+done
 echo
-echo "kms v2 / aesgcm create rate: $(awk -v a="${CREATE_RATE[kms-v2]}" -v b="${CREATE_RATE[aesgcm]}" 'BEGIN { printf "%.2f", a / b }')"
+echo "kms v2 / aesgcm create rate, median of $ROUNDS rounds: $(printf '%s\n' "${RATIOS[@]}" | sort -n \
+    | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }')"
 echo
 echo "Machine: $(nproc) CPUs (${CPU_MODEL:-unknown}), $(uname -sr); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
 echo "softhsm2 $(softhsm2-util -v 2>/dev/null || echo '?'); ward $WARD_REV; $(date -u '+%Y-%m-%d %H:%M UTC')."
