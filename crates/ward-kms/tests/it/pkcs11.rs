@@ -192,6 +192,30 @@ fn child(dir: &Path) {
         import_aes_key(&session, "short", 0x53, &[0x61; 10]);
         let err = Pkcs11Kms::open(options(&["short"], USER_PIN)).unwrap_err();
         assert!(err.to_string().contains("is 10 bytes"), "{err}");
+        // A key that may encrypt but not wrap serves aes-gcm and is refused for
+        // aes-key-wrap-pad at start, naming the attribute.
+        session
+            .create_object(&[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::Value(vec![0x77; 32]),
+                Attribute::Label(b"no-wrap".to_vec()),
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Encrypt(true),
+                Attribute::Decrypt(true),
+                Attribute::Wrap(false),
+                Attribute::Unwrap(false),
+            ])
+            .unwrap();
+        assert!(Pkcs11Kms::open(options(&["no-wrap"], USER_PIN)).is_ok());
+        let err = Pkcs11Kms::open(options_with(
+            &["no-wrap"],
+            USER_PIN,
+            Pkcs11Mechanism::AesKeyWrapPad,
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("does not allow CKA_WRAP"), "{err}");
         key_wrap_pad_over_grpc(dir).await;
         status_follows_the_key_object(dir, &session).await;
     });
