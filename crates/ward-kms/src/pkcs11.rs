@@ -7,20 +7,24 @@
 //! `--pkcs11-mechanism`); the first byte of the wrapped key says which, so Decrypt reads both
 //! whatever the flag says now:
 //!
-//! | mechanism | wrapped key (`EncryptResponse.ciphertext`) |
-//! |---|---|
-//! | `aes-gcm` (default) | `0x01 ‖ nonce(12) ‖ ciphertext ‖ tag(16)`, `CKM_AES_GCM`, AAD `"ward-kms-plugin:v1:" ‖ key ID`: the key-file backend's format ([`crate::KeyFileKms`]) |
-//! | `aes-key-wrap-pad` | `0x02 ‖ RFC 5649 AES key wrap with padding` (`CKM_AES_KEY_WRAP_PAD`), 8 bytes longer than the DEK or seed |
+//! - `aes-gcm` (default): `0x01 ‖ nonce(12) ‖ ciphertext ‖ tag(16)` by `CKM_AES_GCM`, AAD
+//!   `"ward-kms-plugin:v1:" ‖ key ID`: the key-file backend's format ([`crate::KeyFileKms`]).
+//! - `aes-key-wrap-pad`: `0x02 ‖ RFC 5649 AES key wrap with padding` by `CKM_AES_KEY_WRAP_PAD`,
+//!   8 bytes longer than the DEK or seed.
 //!
 //! `CKM_AES_KEY_WRAP_PAD` is for HSMs that wrap keys but offer no AEAD, or whose policy allows
-//! only key wrapping. PKCS#11 modules (SoftHSM among them) offer it in `C_WrapKey` and
-//! `C_UnwrapKey` only, not in `C_Encrypt`, so the DEK or seed is imported as a session object
-//! (`CKO_SECRET_KEY`, `CKK_GENERIC_SECRET`, not on the token, extractable), wrapped, and the
-//! object destroyed at once; Decrypt unwraps into such an object, reads its value and destroys
-//! it. The DEK or seed must be a multiple of 8 bytes (KMS v2 sends 32; SoftHSM 2.6 zero-pads
-//! other lengths before wrapping, which would change the key). The wrap has no associated data: the key ID is bound only because another key fails the
-//! RFC 5649 integrity check (64 bits). The KEK needs `CKA_WRAP` and `CKA_UNWRAP` (checked at
-//! start for the key that encrypts).
+//! only key wrapping. Modules offer it in `C_WrapKey` and `C_UnwrapKey`, often not in
+//! `C_Encrypt` (SoftHSM 2.6 answers `CKR_MECHANISM_INVALID` there), so the DEK or seed is
+//! imported as a session object (`CKO_SECRET_KEY`, `CKK_GENERIC_SECRET`, not on the token,
+//! extractable), wrapped, and the object destroyed at once; Decrypt unwraps into such an object,
+//! reads its value and destroys it. The DEK or seed must be a multiple of 8 bytes (KMS v2 sends
+//! 32; SoftHSM 2.6 zero-pads other lengths before wrapping, which would change the key). The wrap
+//! has no associated data: the key ID is bound only because another key fails the RFC 5649
+//! integrity check (64 bits). The KEK needs `CKA_WRAP` and `CKA_UNWRAP` (checked at start for the
+//! key that encrypts). SoftHSM's `CKM_AES_KEY_WRAP_PAD` is RFC 5649 (its output equals an
+//! independent RFC 5649 implementation's); PKCS#11 3.0 also names RFC 5649
+//! `CKM_AES_KEY_WRAP_KWP`, so another module's `_PAD` may differ: values then read back on that
+//! module, not on another.
 //!
 //! Key IDs are configured (`KEY_ID=LABEL`) or derived: `pkcs11:` + the first 16 bytes, in hex,
 //! of SHA-256 over a domain tag, the token serial number, the key label and the key's `CKA_ID`,
