@@ -113,7 +113,7 @@ Examples:
       --pkcs11-key-label kek-1 --pkcs11-pin-file /etc/ward/pkcs11.pin
 
   # The same with RFC 5649 key wrapping (C_WrapKey) instead of AES-GCM; PIN from the environment
-  WARD_KMS_PKCS11_PIN=1234 ward kms-plugin --listen unix:///var/run/ward-kms.sock \\
+  WARD_KMS_PKCS11_PIN=\"$PIN\" ward kms-plugin --listen unix:///var/run/ward-kms.sock \\
       --pkcs11-module /usr/lib/softhsm/libsofthsm2.so --pkcs11-token-label ward \\
       --pkcs11-key-label kek-1 --pkcs11-mechanism aes-key-wrap-pad";
 
