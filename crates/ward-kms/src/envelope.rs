@@ -115,6 +115,19 @@ pub async fn transformers_from_config_with(
     Ok((transformers, envelopes))
 }
 
+/// The key ID a stored KMS v2 value (`k8s:enc:kms:v2:<name>:` + `EncryptedObject`) was
+/// written under, read without any plugin: the key ID is stored in plain text. Used by
+/// `ward storage decode` to show which key protects a value.
+///
+/// `None` when the value is not a KMS v2 value or its `EncryptedObject` does not parse or has
+/// no key ID.
+pub fn stored_key_id(value: &[u8]) -> Option<String> {
+    let rest = value.strip_prefix(b"k8s:enc:kms:v2:")?;
+    let name_end = rest.iter().position(|&b| b == b':')?;
+    let object = EncryptedObject::decode(rest.get(name_end + 1..)?).ok()?;
+    (!object.key_id.is_empty()).then_some(object.key_id)
+}
+
 /// Options of [`transformers_from_config_with`].
 #[derive(Clone, Debug)]
 pub struct KmsOptions {

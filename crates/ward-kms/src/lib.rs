@@ -59,11 +59,11 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use endpoint::KmsEndpoint;
 pub use envelope::{
     HEALTHY_POLL_INTERVAL, KmsOptions, KmsV2Envelope, UNHEALTHY_POLL_INTERVAL, WRITE_SEED_TTL,
-    transformers_from_config, transformers_from_config_with,
+    stored_key_id, transformers_from_config, transformers_from_config_with,
 };
 pub use error::KmsError;
 pub use keyfile::{KeyFileKms, KeyFileSpec};
-pub use pkcs11::{Pkcs11KeySpec, Pkcs11Kms, Pkcs11Options};
+pub use pkcs11::{Pkcs11KeySpec, Pkcs11Kms, Pkcs11Mechanism, Pkcs11Options};
 pub use plugin::{
     KmsPluginArgs, PKCS11_PIN_ENV, PLUGIN_EXAMPLES, PluginHandle, run_plugin, start_plugin,
 };

@@ -25,7 +25,7 @@ use crate::client::MAX_MESSAGE_LEN;
 use crate::endpoint::KmsEndpoint;
 use crate::error::KmsError;
 use crate::keyfile::{KeyFileKms, KeyFileSpec};
-use crate::pkcs11::{Pkcs11KeySpec, Pkcs11Kms, Pkcs11Options};
+use crate::pkcs11::{Pkcs11KeySpec, Pkcs11Kms, Pkcs11Mechanism, Pkcs11Options};
 use crate::proto::v2;
 use crate::proto::v2::key_management_service_server::{
     KeyManagementService, KeyManagementServiceServer,
@@ -76,6 +76,17 @@ pub struct KmsPluginArgs {
     /// File holding the token's user PIN (mode 0600).
     #[arg(long, value_name = "PATH", requires = "pkcs11_module")]
     pub pkcs11_pin_file: Option<PathBuf>,
+    /// How the token wraps DEKs and seeds: aes-gcm (CKM_AES_GCM) or aes-key-wrap-pad
+    /// (CKM_AES_KEY_WRAP_PAD, RFC 5649; the key needs CKA_WRAP and CKA_UNWRAP). Values wrapped
+    /// with either stay readable after a change.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MECHANISM",
+        default_value_t = Pkcs11Mechanism::AesGcm,
+        requires = "pkcs11_module"
+    )]
+    pub pkcs11_mechanism: Pkcs11Mechanism,
 }
 
 /// The environment variable that may hold the PKCS#11 user PIN.
@@ -99,7 +110,12 @@ Examples:
   # Keys in an HSM (PKCS#11), PIN from a file
   ward kms-plugin --listen unix:///var/run/ward-kms.sock \\
       --pkcs11-module /usr/lib/softhsm/libsofthsm2.so --pkcs11-token-label ward \\
-      --pkcs11-key-label kek-1 --pkcs11-pin-file /etc/ward/pkcs11.pin";
+      --pkcs11-key-label kek-1 --pkcs11-pin-file /etc/ward/pkcs11.pin
+
+  # The same with RFC 5649 key wrapping (C_WrapKey) instead of AES-GCM; PIN from the environment
+  WARD_KMS_PKCS11_PIN=\"$PIN\" ward kms-plugin --listen unix:///var/run/ward-kms.sock \\
+      --pkcs11-module /usr/lib/softhsm/libsofthsm2.so --pkcs11-token-label ward \\
+      --pkcs11-key-label kek-1 --pkcs11-mechanism aes-key-wrap-pad";
 
 /// Runs the plugin until SIGINT or SIGTERM, then removes the socket file.
 ///
@@ -164,8 +180,13 @@ pub(crate) fn backend(
         token_label: args.pkcs11_token_label.clone().unwrap_or_default(),
         keys,
         pin,
+        mechanism: args.pkcs11_mechanism,
     })?;
-    info!(key_id = ?kms.current_key_id(), "kms plugin: PKCS#11 token opened");
+    info!(
+        key_id = ?kms.current_key_id(),
+        mechanism = %args.pkcs11_mechanism,
+        "kms plugin: PKCS#11 token opened"
+    );
     Ok(Arc::new(kms))
 }
 
@@ -353,6 +374,7 @@ mod tests {
             pkcs11_token_label: Some("t".into()),
             pkcs11_key_labels: vec!["k".into()],
             pkcs11_pin_file: pin_file,
+            pkcs11_mechanism: Pkcs11Mechanism::AesGcm,
         }
     }
 

@@ -23,6 +23,8 @@ pub struct Decoded {
     pub key_name: String,
     /// Whether the value would be rewritten (not the first provider and key).
     pub stale: bool,
+    /// For a KMS v2 value, the plugin's key ID it was written under (stored in plain text).
+    pub kms_key_id: Option<String>,
 }
 
 /// Errors of the storage tools. Messages name files and keys, never values.
@@ -163,6 +165,7 @@ pub async fn decode_async(
         provider,
         key_name,
         stale: out.stale,
+        kms_key_id: ward_kms::stored_key_id(value),
     })
 }
 

@@ -405,8 +405,12 @@ fn storage_decode(args: DecodeArgs) -> anyhow::Result<()> {
     } else {
         format!(" key {:?}", d.key_name)
     };
+    let kms_key_id = match &d.kms_key_id {
+        Some(id) => format!(" key_id {id:?}"),
+        None => String::new(),
+    };
     eprintln!(
-        "# decrypted by {}{key}{}",
+        "# decrypted by {}{key}{kms_key_id}{}",
         d.provider,
         if d.stale { " (stale)" } else { "" }
     );

@@ -116,6 +116,10 @@ async fn abstract_socket_works() {
     let secrets = transformers.for_resource("", "secrets");
     let stored = secrets.to_storage_async(CANARY, AAD).await.unwrap();
     assert!(stored.starts_with(b"k8s:enc:kms:v2:abs:"));
+    // The key ID is readable from the stored value alone (`ward storage decode` shows it).
+    assert_eq!(ward_kms::stored_key_id(&stored), Some(key_id.clone()));
+    assert_eq!(ward_kms::stored_key_id(b"k8s:enc:kms:v2:abs:garbage"), None);
+    assert_eq!(ward_kms::stored_key_id(b"k8s:enc:aesgcm:v1:k:xx"), None);
     let read = secrets.from_storage_async(&stored, AAD).await.unwrap();
     assert_eq!(read.plaintext.as_slice(), CANARY);
     plugin.shutdown().await.unwrap();
@@ -135,6 +139,7 @@ async fn refuses_a_key_file_with_mode_0644() {
         pkcs11_token_label: None,
         pkcs11_key_labels: vec![],
         pkcs11_pin_file: None,
+        pkcs11_mechanism: ward_kms::Pkcs11Mechanism::AesGcm,
     };
     let err = ward_kms::run_plugin(args).await.unwrap_err();
     let message = err.to_string();
@@ -164,6 +169,9 @@ fn help_shows_examples_and_flags() {
         "[KEY_ID=]PATH",
         "Examples:",
         "umask 077",
+        "--pkcs11-mechanism <MECHANISM>",
+        "aes-key-wrap-pad",
+        "[default: aes-gcm]",
     ] {
         assert!(help.contains(needle), "{needle} missing from:\n{help}");
     }
@@ -180,6 +188,85 @@ fn help_shows_examples_and_flags() {
     .unwrap();
     assert_eq!(args.key_files, ["new=/k/2", "/k/1"]);
     assert!(Cli::try_parse_from(["ward", "kms-plugin", "--listen", "@x"]).is_err());
+    let pkcs11 = |mechanism: &str| {
+        Cli::try_parse_from([
+            "ward",
+            "kms-plugin",
+            "--listen",
+            "@x",
+            "--pkcs11-module",
+            "/m.so",
+            "--pkcs11-token-label",
+            "t",
+            "--pkcs11-key-label",
+            "k",
+            "--pkcs11-mechanism",
+            mechanism,
+        ])
+    };
+    let Ok(Cli::KmsPlugin(args)) = pkcs11("aes-key-wrap-pad") else {
+        panic!("aes-key-wrap-pad parses")
+    };
+    assert_eq!(
+        args.pkcs11_mechanism,
+        ward_kms::Pkcs11Mechanism::AesKeyWrapPad
+    );
+    let Err(err) = pkcs11("des") else {
+        panic!("an unknown mechanism is refused")
+    };
+    assert!(err.to_string().contains("aes-gcm"), "{err}");
+    // Only with a PKCS#11 module.
+    assert!(
+        Cli::try_parse_from([
+            "ward",
+            "kms-plugin",
+            "--listen",
+            "@x",
+            "--key-file",
+            "/k",
+            "--pkcs11-mechanism",
+            "aes-gcm",
+        ])
+        .is_err()
+    );
+}
+
+/// Status over the socket follows the key files: a removed key file makes the plugin unhealthy
+/// (with the reason, naming the file), restoring it makes it healthy again, and the keys loaded
+/// last keep wrapping and unwrapping meanwhile.
+#[tokio::test]
+async fn status_follows_a_key_file_removed_and_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = socket(dir.path());
+    let key = key_file(dir.path(), "kek-1", 0x21);
+    let (plugin, key_id) = key_file_plugin(&listen, &[&key]).await;
+    let kms = client(&listen);
+    assert_eq!(kms.status().await.unwrap().healthz, "ok");
+    let seed = [0x42; 32];
+    let wrapped = kms.encrypt("u", &seed).await.unwrap();
+
+    let away = dir.path().join("kek-1.away");
+    std::fs::rename(&key, &away).unwrap();
+    let status = kms.status().await.unwrap();
+    assert_ne!(status.healthz, "ok");
+    assert!(status.healthz.contains("kek-1"), "{}", status.healthz);
+    assert_eq!(status.key_id, key_id);
+    assert_eq!(&*kms.decrypt("u", &wrapped).await.unwrap(), &seed);
+
+    // Restored, but readable by others: still unhealthy, and the reason says why.
+    std::fs::rename(&away, &key).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let status = kms.status().await.unwrap();
+    assert!(status.healthz.contains("mode 644"), "{}", status.healthz);
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let status = kms.status().await.unwrap();
+    assert_eq!(
+        (status.healthz.as_str(), status.key_id.as_str()),
+        ("ok", key_id.as_str())
+    );
+    assert_eq!(&*kms.decrypt("u", &wrapped).await.unwrap(), &seed);
+    plugin.shutdown().await.unwrap();
 }
 
 #[test]
