@@ -646,58 +646,72 @@ pub(crate) fn render_metrics(out: &mut String) {
         .map(|(k, v)| (*k, *v))
         .collect();
     all.sort_by_key(|(k, _)| *k);
-    out.push_str("# TYPE apiserver_watch_cache_events_received_total counter\n");
-    for (r, c) in &all {
-        let _ = writeln!(
-            out,
-            "apiserver_watch_cache_events_received_total{{resource=\"{r}\"}} {}",
-            c.received
-        );
-    }
-    out.push_str("# TYPE apiserver_watch_cache_initializations_total counter\n");
-    for (r, c) in &all {
-        let _ = writeln!(
-            out,
-            "apiserver_watch_cache_initializations_total{{resource=\"{r}\"}} {}",
-            c.initializations
-        );
-    }
-    out.push_str("# TYPE apiserver_watch_cache_resource_version gauge\n");
-    for (r, c) in &all {
-        let _ = writeln!(
-            out,
-            "apiserver_watch_cache_resource_version{{resource=\"{r}\"}} {}",
-            c.revision
-        );
-    }
-    out.push_str("# TYPE ward_watch_cache_reads_total counter\n");
-    for (r, c) in &all {
-        if c.reads_cached + c.reads_storage == 0 {
-            continue;
+    type Series = (
+        &'static str,
+        &'static str,
+        Option<&'static str>,
+        fn(&Counters) -> u64,
+    );
+    // (name, type, `source` label, value); a series without a source has one line per resource.
+    let series: [Series; 7] = [
+        (
+            "apiserver_watch_cache_events_received_total",
+            "counter",
+            None,
+            |c| c.received,
+        ),
+        (
+            "apiserver_watch_cache_initializations_total",
+            "counter",
+            None,
+            |c| c.initializations,
+        ),
+        (
+            "apiserver_watch_cache_resource_version",
+            "gauge",
+            None,
+            |c| c.revision,
+        ),
+        (
+            "ward_watch_cache_reads_total",
+            "counter",
+            Some("cache"),
+            |c| c.reads_cached,
+        ),
+        (
+            "ward_watch_cache_reads_total",
+            "counter",
+            Some("storage"),
+            |c| c.reads_storage,
+        ),
+        (
+            "ward_watch_cache_watches_total",
+            "counter",
+            Some("cache"),
+            |c| c.served_cached,
+        ),
+        (
+            "ward_watch_cache_watches_total",
+            "counter",
+            Some("storage"),
+            |c| c.served_storage,
+        ),
+    ];
+    let mut typed = std::collections::HashSet::new();
+    for (name, kind, source, value) in series {
+        if typed.insert(name) {
+            let _ = writeln!(out, "# TYPE {name} {kind}");
         }
-        let _ = writeln!(
-            out,
-            "ward_watch_cache_reads_total{{resource=\"{r}\",source=\"cache\"}} {}",
-            c.reads_cached
-        );
-        let _ = writeln!(
-            out,
-            "ward_watch_cache_reads_total{{resource=\"{r}\",source=\"storage\"}} {}",
-            c.reads_storage
-        );
-    }
-    out.push_str("# TYPE ward_watch_cache_watches_total counter\n");
-    for (r, c) in &all {
-        let _ = writeln!(
-            out,
-            "ward_watch_cache_watches_total{{resource=\"{r}\",source=\"cache\"}} {}",
-            c.served_cached
-        );
-        let _ = writeln!(
-            out,
-            "ward_watch_cache_watches_total{{resource=\"{r}\",source=\"storage\"}} {}",
-            c.served_storage
-        );
+        for (resource, c) in &all {
+            let source = source
+                .map(|s| format!(",source=\"{s}\""))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "{name}{{resource=\"{resource}\"{source}}} {}",
+                value(c)
+            );
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
-use crate::harness::{Etcd, Server, json};
+use crate::harness::{Etcd, Server, json, two_replicas};
 
 /// Reads served from replica B's watch cache are linearizable with writes acknowledged by
 /// replica A: each GET and LIST through B right after a write through A sees that write (B's
@@ -13,18 +13,7 @@ use crate::harness::{Etcd, Server, json};
 #[test]
 fn cached_reads_see_every_acknowledged_write_of_the_other_replica() {
     let etcd = Etcd::start();
-    let tmp = tempfile::tempdir().expect("tmp");
-    let a_dir = tmp.path().join("a");
-    let a = Server::start_in(&a_dir, &["--etcd-servers", &etcd.url]);
-    let b_dir = tmp.path().join("b");
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(&a_dir)
-        .arg(&b_dir)
-        .status()
-        .expect("cp");
-    assert!(status.success());
-    let b = Server::start_in(&b_dir, &["--etcd-servers", &etcd.url]);
+    let (_tmp, a, b) = two_replicas(&etcd.url);
     let base = "/api/v1/namespaces/default/secrets";
     let (code, body) = a.curl(
         "POST",
@@ -106,20 +95,8 @@ fn cached_reads_see_every_acknowledged_write_of_the_other_replica() {
 #[test]
 fn two_replicas_on_one_etcd() {
     let etcd = Etcd::start();
-    let tmp = tempfile::tempdir().expect("tmp");
-    let a_dir = tmp.path().join("a");
-    let a = Server::start_in(&a_dir, &["--etcd-servers", &etcd.url]);
-    // The second replica shares the first one's encryption config (same keys) and PKI/tokens
-    // by using a copy of its data directory, as an operator would distribute them.
-    let b_dir = tmp.path().join("b");
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(&a_dir)
-        .arg(&b_dir)
-        .status()
-        .expect("cp");
-    assert!(status.success());
-    let b = Server::start_in(&b_dir, &["--etcd-servers", &etcd.url]);
+    // The second replica shares the first one's encryption config (same keys) and PKI/tokens.
+    let (_tmp, a, b) = two_replicas(&etcd.url);
 
     let out = a.kubectl(&[
         "create",

@@ -12,7 +12,9 @@ use ward_server::etcd_audit::{
     AuditOutput, EtcdAuditOptions, EtcdAuditReport, StorageStatus, etcd_audit,
 };
 
-use crate::harness::{Etcd, EtcdCluster, Server, etcd_put, etcd_revision, json};
+use crate::harness::{
+    Etcd, EtcdCluster, Server, etcd_put, etcd_revision, event_kinds, json, two_replicas,
+};
 
 const K1: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const K2: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
@@ -210,20 +212,7 @@ fn audit(options: &EtcdAuditOptions, calls: &mut Vec<(u64, Option<u64>)>) -> Etc
 fn replicas_keep_acknowledged_writes_through_etcd_member_crashes() {
     let test_start = Instant::now();
     let mut cluster = EtcdCluster::start(3);
-    let tmp = tempfile::tempdir().expect("tmp");
-    let a_dir = tmp.path().join("a");
-    let endpoints = cluster.endpoints();
-    let mut a = Server::start_in(&a_dir, &["--etcd-servers", &endpoints]);
-    // Same encryption config, CA, serving key and admin token: a copy of A's data directory.
-    let b_dir = tmp.path().join("b");
-    let copied = Command::new("cp")
-        .arg("-a")
-        .arg(&a_dir)
-        .arg(&b_dir)
-        .status()
-        .expect("cp");
-    assert!(copied.success());
-    let b = Server::start_in(&b_dir, &["--etcd-servers", &endpoints]);
+    let (_tmp, mut a, b) = two_replicas(&cluster.endpoints());
     eprintln!("cluster and replicas up in {:?}", test_start.elapsed());
 
     let targets = [Target::of("a", &a), Target::of("b", &b)];
@@ -561,19 +550,7 @@ impl Target {
 #[test]
 fn watches_follow_writes_through_an_etcd_leader_crash() {
     let mut cluster = EtcdCluster::start(3);
-    let tmp = tempfile::tempdir().expect("tmp");
-    let a_dir = tmp.path().join("a");
-    let endpoints = cluster.endpoints();
-    let a = Server::start_in(&a_dir, &["--etcd-servers", &endpoints]);
-    let b_dir = tmp.path().join("b");
-    let copied = Command::new("cp")
-        .arg("-a")
-        .arg(&a_dir)
-        .arg(&b_dir)
-        .status()
-        .expect("cp");
-    assert!(copied.success());
-    let b = Server::start_in(&b_dir, &["--etcd-servers", &endpoints]);
+    let (_tmp, a, b) = two_replicas(&cluster.endpoints());
     let path = "/api/v1/namespaces/default/secrets";
     let create = |name: &str| {
         let body = format!(
@@ -626,20 +603,7 @@ fn watches_follow_writes_through_an_etcd_leader_crash() {
         assert_eq!(code, 200, "{body}");
         body
     });
-    let seen: Vec<(String, String)> = events
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(json)
-        .map(|e| {
-            (
-                e["type"].as_str().unwrap_or_default().to_owned(),
-                e["object"]["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-            )
-        })
-        .collect();
+    let seen = event_kinds(&events);
     let expected: Vec<(String, String)> = ["w-1", "w-2", "w-3"]
         .iter()
         .map(|n| ("ADDED".to_owned(), (*n).to_owned()))

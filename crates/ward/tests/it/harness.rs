@@ -310,6 +310,42 @@ pub(crate) fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Two `ward serve` replicas on the etcd at `endpoints`: the second runs on a copy of the first's
+/// data directory (same encryption config, CA, serving key and admin token), as an operator would
+/// distribute them. The directories live in the returned `TempDir`.
+pub(crate) fn two_replicas(endpoints: &str) -> (tempfile::TempDir, Server, Server) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a_dir = tmp.path().join("a");
+    let a = Server::start_in(&a_dir, &["--etcd-servers", endpoints]);
+    let b_dir = tmp.path().join("b");
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(&a_dir)
+        .arg(&b_dir)
+        .status()
+        .expect("cp");
+    assert!(copied.success(), "copying the data directory failed");
+    let b = Server::start_in(&b_dir, &["--etcd-servers", endpoints]);
+    (tmp, a, b)
+}
+
+/// The `(type, metadata.name)` of each event of a watch reply.
+pub(crate) fn event_kinds(body: &str) -> Vec<(String, String)> {
+    body.lines()
+        .filter(|l| !l.is_empty())
+        .map(json)
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap_or_default().to_owned(),
+                e["object"]["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
 pub(crate) fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
 }

@@ -1,6 +1,6 @@
 //! Raw protocol checks with curl: error shapes, bad input, pagination, watch semantics.
 
-use crate::harness::{Server, json};
+use crate::harness::{Server, event_kinds, json};
 
 const NS: &str = "/api/v1/namespaces/default/secrets";
 const JSON: &str = "Content-Type: application/json";
@@ -360,19 +360,7 @@ fn watch_semantics() {
         None,
     );
     assert_eq!(c, 200, "{b}");
-    let events: Vec<serde_json::Value> = b.lines().filter(|l| !l.is_empty()).map(json).collect();
-    let kinds: Vec<(String, String)> = events
-        .iter()
-        .map(|e| {
-            (
-                e["type"].as_str().unwrap_or_default().to_owned(),
-                e["object"]["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-            )
-        })
-        .collect();
+    let kinds = event_kinds(&b);
     assert_eq!(
         kinds,
         vec![
