@@ -561,17 +561,9 @@ async fn pump(cache: Arc<ResourceCache>, store: ObjectStore, mut shutdown: watch
                 // Where reads are worth caching, start from a list of every object.
                 None => match store.storage.prefix_summary(&prefix).await? {
                     Some(_) => {
-                        let page = store
-                            .storage
-                            .range(RangeRequest {
-                                prefix: prefix.clone(),
-                                start_after: None,
-                                limit: 0,
-                                revision: None,
-                            })
-                            .await?;
-                        cache.begin(page.revision, Some(Objects::new(page.kvs, page.revision)));
-                        page.revision
+                        let (kvs, revision) = list_all(&store, &prefix).await?;
+                        cache.begin(revision, Some(Objects::new(kvs, revision)));
+                        revision
                     }
                     None => {
                         let rev = store.storage.current_revision().await?;
@@ -711,6 +703,32 @@ pub(crate) fn render_metrics(out: &mut String) {
                 "{name}{{resource=\"{resource}\"{source}}} {}",
                 value(c)
             );
+        }
+    }
+}
+
+/// Every key under `prefix` at one revision, in pages (as kube-apiserver's cache lists).
+async fn list_all(
+    store: &ObjectStore,
+    prefix: &[u8],
+) -> Result<(Vec<KeyValue>, Revision), StorageError> {
+    const PAGE: usize = 1000;
+    let (mut kvs, mut start_after, mut revision) = (Vec::new(), None, None);
+    loop {
+        let page = store
+            .storage
+            .range(RangeRequest {
+                prefix: prefix.to_vec(),
+                start_after: start_after.take(),
+                limit: PAGE,
+                revision,
+            })
+            .await?;
+        revision = Some(page.revision);
+        start_after = page.kvs.last().map(|kv| kv.key.clone());
+        kvs.extend(page.kvs);
+        if !page.more {
+            return Ok((kvs, page.revision));
         }
     }
 }

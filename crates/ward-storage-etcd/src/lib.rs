@@ -505,6 +505,21 @@ impl EtcdStorage {
         self.keys.to_etcd(key)
     }
 
+    /// A KV client that accepts replies as large as kube-apiserver's etcd client does (a list of
+    /// every Secret can pass tonic's default 4 MiB limit).
+    fn kv_client(&self) -> etcd_client::KvClient {
+        self.client
+            .kv_client()
+            .max_decoding_message_size(MAX_REPLY_BYTES)
+    }
+
+    /// A watch client with the same reply limit.
+    pub(crate) fn watch_client(&self) -> etcd_client::WatchClient {
+        self.client
+            .watch_client()
+            .max_decoding_message_size(MAX_REPLY_BYTES)
+    }
+
     /// A key that is only read, to learn revisions: the prefix followed by `\0`.
     fn probe_key(&self) -> Vec<u8> {
         self.etcd_key(b"\0")
@@ -524,7 +539,7 @@ impl EtcdStorage {
     ) -> Result<PbRangeResponse, Failure> {
         let resp = self
             .retrying(op, || {
-                let mut kv = self.client.kv_client();
+                let mut kv = self.kv_client();
                 let (key, options) = (key.clone(), options.clone());
                 async move { kv.get(key, Some(options)).await }
             })
@@ -534,7 +549,7 @@ impl EtcdStorage {
 
     /// An etcd `Compact` at etcd revision `revision` (etcd keeps `revision` readable).
     async fn compact_raw(&self, revision: u64) -> Result<(), Failure> {
-        let mut kv = self.client.kv_client();
+        let mut kv = self.kv_client();
         let revision = i64::try_from(revision).unwrap_or(i64::MAX);
         self.timed(
             "compact",
@@ -553,7 +568,7 @@ impl EtcdStorage {
     ) -> Result<(bool, Revision, Option<PbTxnOpResponse>), StorageError> {
         let resp = self
             .retrying(op, || {
-                let mut kv = self.client.kv_client();
+                let mut kv = self.kv_client();
                 let txn = txn.clone();
                 async move { kv.txn(txn).await }
             })
@@ -698,6 +713,9 @@ fn check_pem(flag: &str, path: &Path, pem: &[u8], label: &str) -> Result<(), Sto
         path.display()
     )))
 }
+
+/// The largest etcd reply accepted: kube-apiserver's `MaxCallRecvMsgSize` (`math.MaxInt32`).
+const MAX_REPLY_BYTES: usize = i32::MAX as usize;
 
 /// How Ward's keys map to etcd's: [`EtcdOptions::prefix`] in front, in place of
 /// [`EtcdOptions::root`].

@@ -58,7 +58,7 @@ pub(crate) async fn watch(
         .with_start_revision(start)
         .with_prev_key()
         .with_progress_notify();
-    let mut client = store.client.watch_client();
+    let mut client = store.watch_client();
     let mut watcher = Watcher {
         stream: store
             .timed("watch", client.watch(key, Some(options)))
@@ -101,7 +101,7 @@ pub(crate) async fn compacted_revision(store: &EtcdStorage) -> Result<Revision, 
     }
     // A watch from revision 1 is cancelled with the compacted revision.
     let options = WatchOptions::new().with_start_revision(1);
-    let mut client = store.client.watch_client();
+    let mut client = store.watch_client();
     let probe = async {
         let mut stream = client.watch(store.probe_key(), Some(options)).await?;
         while let Some(resp) = stream.message().await? {

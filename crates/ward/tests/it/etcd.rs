@@ -92,6 +92,49 @@ fn cached_reads_see_every_acknowledged_write_of_the_other_replica() {
     );
 }
 
+/// Lists larger than gRPC's default 4 MiB reply limit work on etcd, and after a restart the watch
+/// cache fills itself from such a collection (in pages) and serves reads from memory.
+#[test]
+fn lists_beyond_four_mebibytes_and_a_cache_filled_from_them() {
+    let etcd = Etcd::start();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("ward");
+    let mut s = Server::start_in(&dir, &["--etcd-servers", &etcd.url]);
+    let base = "/api/v1/namespaces/default/secrets";
+    // 6 Secrets of ~900 KB each (etcd's default request limit is 1.5 MiB): ~5.4 MB in all.
+    let blob = B64.encode(vec![b'x'; 900 * 1024]);
+    for i in 0..6 {
+        let body = format!(r#"{{"metadata":{{"name":"big-{i}"}},"data":{{"k":"{blob}"}}}}"#);
+        let (code, reply) = s.curl(
+            "POST",
+            base,
+            &["Content-Type: application/json"],
+            Some(body.as_bytes()),
+        );
+        assert_eq!(code, 201, "{}", &reply[..reply.len().min(300)]);
+    }
+    let count = |s: &Server| {
+        let (code, body) = s.curl("GET", base, &[], None);
+        assert_eq!(code, 200, "{}", &body[..body.len().min(300)]);
+        json(&body)["items"].as_array().map(Vec::len)
+    };
+    assert_eq!(count(&s), Some(6));
+    s.stop();
+    let s = Server::start_in(&dir, &["--etcd-servers", &etcd.url]);
+    assert_eq!(count(&s), Some(6));
+    let (code, _) = s.curl("GET", &format!("{base}/big-3"), &[], None);
+    assert_eq!(code, 200);
+    let (_, metrics) = s.curl("GET", "/metrics", &[], None);
+    assert!(
+        metrics.contains(r#"apiserver_watch_cache_initializations_total{resource="secrets"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains(r#"ward_watch_cache_reads_total{resource="secrets",source="cache"} 0"#),
+        "reads were not served from the cache:\n{metrics}"
+    );
+}
+
 #[test]
 fn two_replicas_on_one_etcd() {
     let etcd = Etcd::start();
