@@ -402,8 +402,13 @@ fn storage_decode(args: DecodeArgs) -> anyhow::Result<()> {
     } else {
         format!(" key {:?}", d.key_name)
     };
+    let version = if d.version.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", d.version)
+    };
     eprintln!(
-        "# decrypted by {}{key}{}",
+        "# decrypted by {}{version}{key}{}",
         d.provider,
         if d.stale { " (stale)" } else { "" }
     );
