@@ -84,9 +84,14 @@ pub async fn rewrite(
             let page = match client.json(Method::GET, &path, None).await {
                 Ok(page) => page,
                 // The list's snapshot was compacted away while we wrote (a long run on a busy
-                // or small history): list again from the start and skip what this run did.
+                // or small history): go on with the server's inconsistent continue token (the
+                // rest, at the latest revision), or else list again from the start; either way
+                // skip what this run did.
                 Err(e) if e.code() == Some(410) && !continue_token.is_empty() => {
-                    continue_token.clear();
+                    match e.continue_token() {
+                        Some(rest) => rest.clone_into(&mut continue_token),
+                        None => continue_token.clear(),
+                    }
                     continue;
                 }
                 Err(e) => return Err(e),

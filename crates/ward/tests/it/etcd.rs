@@ -95,7 +95,7 @@ fn two_replicas_on_one_etcd() {
     );
 }
 
-fn write_config(path: &std::path::Path, keys: &[(&str, &str)]) {
+pub(crate) fn write_config(path: &std::path::Path, keys: &[(&str, &str)]) {
     use std::os::unix::fs::OpenOptionsExt as _;
     let mut text = String::from(
         "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [secrets, configmaps]\n  providers:\n  - aesgcm:\n      keys:\n",
