@@ -28,9 +28,11 @@
 //! revision and its own precondition check against the state left by the writes before it, as if
 //! applied alone; a write whose precondition fails (exists, conflict, not found) is left out of
 //! the transaction and only its caller gets the error. A write is acknowledged only after the
-//! commit that holds it returned, and a failed commit fails every write of its batch, none of
-//! which is then visible. So batching changes throughput (one fsync for many writes under
-//! concurrency) but not what any caller or watcher can observe. A range at an
+//! commit that holds it returned, and a failed commit fails every write of its batch: no caller
+//! is told it succeeded and no watcher sees it (as with any failed fsync, such a write may still
+//! be found after a crash, which is why it is reported as a backend error, not as "absent"). So
+//! batching changes throughput (one fsync for many writes under concurrency) but not what any
+//! caller or watcher can observe. A range at an
 //! older revision `r` starts from the current keys and undoes the logged changes after `r` (the
 //! value of a key at `r` is the `prev` of its first change after `r`). A watch subscribes to the
 //! live broadcast before reading the log, and skips what it has already sent, so the replay and the
@@ -132,6 +134,16 @@ impl RedbStorage {
         let db = Database::create(path).map_err(|err| {
             StorageError::backend(format!("redb: open {}: {err}", path.display()))
         })?;
+        Self::from_database(db, options, watch_buffer, path)
+    }
+
+    /// A store over an opened database (tests pass one over a fault-injecting backend).
+    pub(crate) fn from_database(
+        db: Database,
+        options: RedbOptions,
+        watch_buffer: usize,
+        path: &Path,
+    ) -> Result<Self, StorageError> {
         let meta = initialize(&db)?;
         tracing::debug!(
             path = %path.display(),

@@ -150,3 +150,87 @@ async fn writes_to_one_key_in_one_batch_see_each_other() {
     assert_eq!(kv.value, b"16");
     assert_eq!(kv.mod_revision, Revision(17));
 }
+
+/// A file backend whose fsync fails on demand.
+#[derive(Debug)]
+struct FailingSync {
+    inner: redb::backends::FileBackend,
+    fail: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl redb::StorageBackend for FailingSync {
+    fn len(&self) -> std::io::Result<u64> {
+        self.inner.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        self.inner.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(std::io::Error::other("injected fsync failure"));
+        }
+        self.inner.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.inner.write(offset, data)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_commit_fails_every_write_of_its_batch_and_nobody_hangs() {
+    let db = TestDb::new();
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(db.path())
+        .unwrap();
+    let backend = FailingSync {
+        inner: redb::backends::FileBackend::new(file).unwrap(),
+        fail: Arc::clone(&fail),
+    };
+    let database = redb::Database::builder()
+        .create_with_backend(backend)
+        .unwrap();
+    let store = Arc::new(
+        RedbStorage::from_database(database, crate::RedbOptions { history: 0 }, 16, db.path())
+            .unwrap(),
+    );
+    store.create(b"/before", b"v".to_vec()).await.unwrap();
+    let mut watch = store.watch(b"/", Revision(1)).await.unwrap();
+
+    fail.store(true, Ordering::SeqCst);
+    let writes = (0..24).map(|i| {
+        let store = Arc::clone(&store);
+        async move {
+            tokio::time::timeout(
+                std::time::Duration::from_secs(20),
+                store.create(format!("/w/{i:02}").as_bytes(), b"v".to_vec()),
+            )
+            .await
+            .expect("every caller gets an answer")
+        }
+    });
+    for result in join_all(writes).await {
+        match result {
+            Err(StorageError::Backend { message }) => {
+                assert!(message.contains("redb"), "{message}");
+            }
+            other => panic!("a write acknowledged or failed oddly: {other:?}"),
+        }
+    }
+    // Nothing was reported as written: the revision stands and no watcher saw an event.
+    assert_eq!(store.current_revision().await.unwrap(), Revision(1));
+    use futures_util::StreamExt as _;
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(300), watch.next())
+            .await
+            .is_err(),
+        "no event for a failed write"
+    );
+}
