@@ -110,6 +110,10 @@ pub struct ApiError {
     pub causes: Vec<FieldError>,
     /// `details.retryAfterSeconds`.
     pub retry_after: Option<u32>,
+    /// `metadata.continue`: on a 410 for a continued list whose snapshot was compacted,
+    /// kube-apiserver's *inconsistent* continue token, which lists the rest at the latest
+    /// revision.
+    pub continue_token: Option<String>,
 }
 
 impl std::fmt::Display for ApiError {
@@ -138,7 +142,14 @@ impl ApiError {
             object: None,
             causes: Vec::new(),
             retry_after: None,
+            continue_token: None,
         }
+    }
+
+    /// Sets `metadata.continue` (see [`ApiError::continue_token`]).
+    pub fn with_continue(mut self, token: String) -> Self {
+        self.continue_token = Some(token);
+        self
     }
 
     fn with_details(mut self, group: &str, kind: &str, name: &str) -> Self {
@@ -336,6 +347,9 @@ impl ApiError {
         if !details.is_empty() {
             status["details"] = Value::Object(details);
         }
+        if let Some(token) = &self.continue_token {
+            status["metadata"]["continue"] = json!(token);
+        }
         status
     }
 }
@@ -356,6 +370,20 @@ pub fn success_status(group: &str, kind: &str, name: &str, uid: Option<&str>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_expired_list_can_carry_a_continue_token() {
+        let s = ApiError::expired("too old").to_status();
+        assert_eq!(s["metadata"], json!({}));
+        let s = ApiError::expired("too old")
+            .with_continue("token".into())
+            .to_status();
+        assert_eq!(
+            (s["code"].clone(), s["reason"].clone()),
+            (json!(410), json!("Expired"))
+        );
+        assert_eq!(s["metadata"]["continue"], "token");
+    }
 
     #[test]
     fn not_found_matches_kubernetes_shape() {

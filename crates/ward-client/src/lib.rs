@@ -62,6 +62,9 @@ pub enum ClientError {
         reason: String,
         /// `Status.message`.
         message: String,
+        /// `Status.metadata.continue`: on a 410 for a continued list, the server's inconsistent
+        /// continue token for the rest of the list.
+        continue_token: Option<String>,
     },
     /// The reply was not the JSON expected.
     #[error("{0}")]
@@ -73,6 +76,14 @@ impl ClientError {
     pub fn code(&self) -> Option<u16> {
         match self {
             ClientError::Api { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// The continue token a 410 `Status` carries for the rest of an expired list, if any.
+    pub fn continue_token(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { continue_token, .. } => continue_token.as_deref(),
             _ => None,
         }
     }
@@ -348,6 +359,11 @@ fn api_error(status: StatusCode, bytes: &[u8]) -> ClientError {
             s("reason")
         },
         message: s("message"),
+        continue_token: v
+            .pointer("/metadata/continue")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned),
     }
 }
 
@@ -458,6 +474,20 @@ fn resolve(path: &Path, context: Option<&str>) -> Result<Resolved, ClientError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_410_status_keeps_its_continue_token() {
+        let body = br#"{"kind":"Status","apiVersion":"v1","metadata":{"continue":"eyJydiI6LTF9"},"status":"Failure","message":"too old","reason":"Expired","code":410}"#;
+        let e = api_error(StatusCode::GONE, body);
+        assert_eq!(e.code(), Some(410));
+        assert_eq!(e.continue_token(), Some("eyJydiI6LTF9"));
+        let e = api_error(StatusCode::GONE, br#"{"metadata":{},"reason":"Expired"}"#);
+        assert_eq!(e.continue_token(), None);
+        assert_eq!(
+            api_error(StatusCode::BAD_GATEWAY, b"<html>").continue_token(),
+            None
+        );
+    }
 
     #[test]
     fn kubeconfig_errors_name_the_field_and_hide_the_token() {

@@ -6,7 +6,8 @@
 //! server stores it again through the first provider and key of its current encryption
 //! configuration. A conflict means someone else wrote it meanwhile, which re-encrypted it already:
 //! it counts as done. Progress is saved after every page to a state file, so an interrupted run
-//! resumes after the last object it finished.
+//! resumes after the last object it finished. The next page is fetched while the current one is
+//! written, so the list and the writes overlap.
 
 use std::path::PathBuf;
 
@@ -73,20 +74,30 @@ pub async fn rewrite(
             None => format!("/api/v1/{resource}"),
         };
         let mut continue_token = String::new();
+        // The next page, fetched while the previous one was being written.
+        let mut prefetched: Option<Result<Value, ClientError>> = None;
         let mut first = true;
         // The last object this run finished in this resource (lists are key-ordered).
         let mut done_here: Option<String> = None;
         loop {
-            let mut path = format!("{base}?limit={}", opts.page_size.max(1));
-            if !continue_token.is_empty() {
-                path.push_str(&format!("&continue={continue_token}"));
-            }
-            let page = match client.json(Method::GET, &path, None).await {
+            let fetched = match prefetched.take() {
+                Some(fetched) => fetched,
+                None => {
+                    let path = page_path(&base, opts.page_size, &continue_token);
+                    client.json(Method::GET, &path, None).await
+                }
+            };
+            let page = match fetched {
                 Ok(page) => page,
                 // The list's snapshot was compacted away while we wrote (a long run on a busy
-                // or small history): list again from the start and skip what this run did.
+                // or small history): go on with the server's inconsistent continue token (the
+                // rest, at the latest revision), or else list again from the start; either way
+                // skip what this run did.
                 Err(e) if e.code() == Some(410) && !continue_token.is_empty() => {
-                    continue_token.clear();
+                    match e.continue_token() {
+                        Some(rest) => rest.clone_into(&mut continue_token),
+                        None => continue_token.clear(),
+                    }
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -132,21 +143,40 @@ pub async fn rewrite(
                 last = Some(position);
                 todo.push((format!("/api/v1/namespaces/{ns}/{resource}/{name}"), item));
             }
-            // Write the page's objects back a few at a time (each is an independent CAS).
-            let mut results =
-                futures_util::stream::iter(todo.into_iter().map(|(path, item)| async move {
-                    client.json(Method::PUT, &path, Some(&item)).await
-                }))
-                .buffer_unordered(CONCURRENCY);
-            while let Some(result) = results.next().await {
-                match result {
-                    Ok(_) => report.rewritten += 1,
-                    Err(e) if e.code() == Some(409) => report.conflicts += 1,
-                    Err(e) if e.code() == Some(404) => report.gone += 1,
-                    Err(e) => return Err(e),
+            let next_token = page
+                .pointer("/metadata/continue")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            // Write the page's objects back a few at a time (each is an independent CAS), and
+            // meanwhile fetch the next page (it holds other keys, so the writes cannot change it).
+            let writes = async {
+                let mut results =
+                    futures_util::stream::iter(todo.into_iter().map(|(path, item)| async move {
+                        client.json(Method::PUT, &path, Some(&item)).await
+                    }))
+                    .buffer_unordered(CONCURRENCY);
+                while let Some(result) = results.next().await {
+                    match result {
+                        Ok(_) => report.rewritten += 1,
+                        Err(e) if e.code() == Some(409) => report.conflicts += 1,
+                        Err(e) if e.code() == Some(404) => report.gone += 1,
+                        Err(e) => return Err(e),
+                    }
+                    progress.done();
                 }
-                progress.done();
-            }
+                Ok(())
+            };
+            let next = async {
+                if next_token.is_empty() {
+                    return None;
+                }
+                let path = page_path(&base, opts.page_size, &next_token);
+                Some(client.json(Method::GET, &path, None).await)
+            };
+            let (written, next) = futures_util::future::join(writes, next).await;
+            written?;
+            prefetched = next;
             if let Some(l) = &last {
                 done_here = Some(l.clone());
             }
@@ -155,11 +185,7 @@ pub async fn rewrite(
                     ClientError::Decode(format!("{}: cannot save progress: {e}", state.display()))
                 })?;
             }
-            continue_token = page
-                .pointer("/metadata/continue")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
+            continue_token = next_token;
             if continue_token.is_empty() {
                 break;
             }
@@ -169,6 +195,15 @@ pub async fn rewrite(
         let _ = std::fs::remove_file(state);
     }
     Ok(report)
+}
+
+/// The list path of one page.
+fn page_path(base: &str, page_size: usize, continue_token: &str) -> String {
+    let mut path = format!("{base}?limit={}", page_size.max(1));
+    if !continue_token.is_empty() {
+        path.push_str(&format!("&continue={continue_token}"));
+    }
+    path
 }
 
 /// How many writes are in flight at once.

@@ -26,7 +26,8 @@ use crate::config::KmsConfig;
 
 /// A KMS envelope provider, as one entry of a resource's provider list.
 ///
-/// The prefix (`k8s:enc:kms:v2:<name>:`) is matched and stripped by the caller: [`Self::seal`]
+/// The prefix (`k8s:enc:kms:v2:<name>:`, or `k8s:enc:kms:v1:<name>:` for a read-only KMS v1
+/// provider) is matched and stripped by the caller: [`Self::seal`]
 /// returns the payload to put after it and [`Self::open`] receives the payload that follows it.
 #[async_trait::async_trait]
 pub trait KmsTransformer: Send + Sync + fmt::Debug {
@@ -53,9 +54,18 @@ pub trait KmsTransformer: Send + Sync + fmt::Debug {
     /// or authentication fails (wrong key, tampered data, wrong `aad`).
     async fn open(&self, payload: &[u8], aad: &[u8]) -> Result<KmsOpened, KmsFailure>;
 
-    /// `Ok` when the provider can currently encrypt new values; `Err` says why not (for a
-    /// `healthz` check). Never holds key material.
+    /// `Ok` when the provider can currently encrypt new values (for a read-only provider: when
+    /// its plugin answers); `Err` says why not (for a `healthz` check). Never holds key material.
     fn health(&self) -> Result<(), String>;
+
+    /// Whether the provider can write. A read-only provider (KMS v1, kept only to read values
+    /// kube-apiserver wrote) must never be the first provider of a resource:
+    /// [`crate::Transformers::from_config_with_kms`] refuses such a configuration
+    /// ([`crate::BuildError::KmsReadOnly`]), and its [`Self::seal`] fails with
+    /// [`KmsFailure::ReadOnly`].
+    fn writes(&self) -> bool {
+        true
+    }
 }
 
 /// Builds a [`KmsTransformer`] for each `kms` provider of a configuration.
@@ -113,4 +123,7 @@ pub enum KmsFailure {
     /// No random bytes could be drawn.
     #[error("failed to draw random bytes")]
     Random,
+    /// The provider only reads (KMS v1); Ward never writes its format.
+    #[error("kms v1 is read-only in Ward: values are written through the first provider")]
+    ReadOnly,
 }

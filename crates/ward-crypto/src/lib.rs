@@ -25,6 +25,8 @@
 //! | aescbc    | `k8s:enc:aescbc:v1:<key>:`      | IV(16) ‖ AES-CBC(plaintext ‖ PKCS#7 padding) | none         |
 //! | aesgcm    | `k8s:enc:aesgcm:v1:<key>:`      | nonce(12) ‖ ciphertext ‖ tag(16)             | the etcd key |
 //! | secretbox | `k8s:enc:secretbox:v1:<key>:`   | nonce(24) ‖ Poly1305 tag(16) ‖ ciphertext    | none         |
+//! | kms v2    | `k8s:enc:kms:v2:<name>:`        | protobuf `EncryptedObject` (`ward-kms`)      | the etcd key |
+//! | kms v1    | `k8s:enc:kms:v1:<name>:`        | u16 BE len ‖ encrypted DEK ‖ aesgcm or aescbc payload under the DEK (read only, `ward-kms`) | GCM: the etcd key |
 //!
 //! IVs and nonces come from the operating system's random number generator on every write.
 //! Writes use the first provider and its first key; reads try every provider and key whose

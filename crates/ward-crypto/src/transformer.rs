@@ -27,6 +27,9 @@
 //! [`ResourceTransformer::from_storage_async`]); the synchronous ones report it as
 //! [`crate::KmsFailure::NeedsAsync`]. A KMS read is stale when the unit is not the first one, or
 //! when the KMS transformer says so (another key ID or DEK-source type than the current one).
+//! A read-only KMS unit (KMS v1, [`crate::KmsTransformer::writes`] is `false`) may never be the
+//! first unit of a resource: the build fails with [`BuildError::KmsReadOnly`], naming the file
+//! and the field, instead of writing through another provider than the file names first.
 //!
 //! **Secrets in errors.** Error messages name the provider, the key name and what failed. They
 //! never hold plaintext, key bytes or payload bytes. For a value that no provider matches, the
@@ -90,6 +93,9 @@ impl Transformers {
     fn build(config: EncryptionConfig, kms: Option<&dyn KmsFactory>) -> Result<Self, BuildError> {
         let (source_name, content_hash, rules) = config.into_parts();
         let mut lists: Vec<(GroupResource, Vec<Arc<Unit>>)> = Vec::new();
+        // The `kms` units that open a rule's provider list, with their paths, to name the field
+        // if a read-only one ends up writing for some resource.
+        let mut first_units: Vec<(Arc<Unit>, String)> = Vec::new();
         for (i, rule) in rules.into_iter().enumerate() {
             let (resources, providers) = rule.into_parts();
             let mut units = Vec::new();
@@ -109,10 +115,14 @@ impl Transformers {
                         };
                         let unit = kms.build(&config).map_err(|message| BuildError::Kms {
                             source_name: source_name.clone(),
-                            path,
+                            path: path.clone(),
                             message,
                         })?;
-                        units.push(Arc::new(Unit::Kms(unit)));
+                        let unit = Arc::new(Unit::Kms(unit));
+                        if j == 0 {
+                            first_units.push((Arc::clone(&unit), path));
+                        }
+                        units.push(unit);
                         continue;
                     }
                 };
@@ -127,6 +137,27 @@ impl Transformers {
                     None => lists.push((resource, units.clone())),
                 }
             }
+        }
+
+        // A read-only provider (KMS v1) must never write: refuse to start rather than write
+        // through another provider than the configuration names first.
+        for (resource, units) in &lists {
+            let Some(first) = units.first() else { continue };
+            let Unit::Kms(kms) = &**first else { continue };
+            if kms.writes() {
+                continue;
+            }
+            let path = first_units
+                .iter()
+                .find(|(unit, _)| Arc::ptr_eq(unit, first))
+                .map(|(_, path)| path.clone())
+                .unwrap_or_default();
+            return Err(BuildError::KmsReadOnly {
+                source_name,
+                path,
+                name: kms.name().to_owned(),
+                resource: resource.to_string(),
+            });
         }
 
         let mut transformers = Self::identity();
@@ -546,6 +577,25 @@ pub enum BuildError {
         path: String,
         /// Why (never key material).
         message: String,
+    },
+    /// A read-only `kms` provider (`apiVersion: v1`) is the first provider of a resource, so it
+    /// would have to encrypt new writes; Ward only reads KMS v1 values.
+    #[error(
+        "{path}.apiVersion in {source_name}: kms provider {name:?} uses KMS v1, which Ward only \
+         reads (it is deprecated in Kubernetes), but it is the first provider for {resource:?} \
+         and would encrypt new writes; put a writing provider first (kms with apiVersion: v2, \
+         aesgcm, aescbc or secretbox), keep the v1 provider after it to read old values, and \
+         run `ward rewrite` to move them"
+    )]
+    KmsReadOnly {
+        /// The configuration's source name.
+        source_name: String,
+        /// The path of the provider, e.g. `resources[0].providers[0].kms`.
+        path: String,
+        /// The provider name.
+        name: String,
+        /// The resource it would write, as written in the file (`secrets`, `*.*`).
+        resource: String,
     },
     /// A `kms` provider is configured but the transformers were built without a KMS client
     /// ([`Transformers::from_config`]).

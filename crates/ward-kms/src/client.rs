@@ -6,7 +6,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint};
@@ -14,6 +14,7 @@ use zeroize::Zeroizing;
 
 use crate::endpoint::KmsEndpoint;
 use crate::error::KmsError;
+use crate::metrics;
 use crate::proto::v2::key_management_service_client::KeyManagementServiceClient;
 use crate::proto::v2::{DecryptRequest, EncryptRequest, StatusRequest};
 use crate::service::{KmsService, KmsStatus, WrappedKey};
@@ -22,6 +23,7 @@ use crate::service::{KmsService, KmsStatus, WrappedKey};
 #[derive(Clone)]
 pub struct GrpcKmsClient {
     endpoint: KmsEndpoint,
+    provider: String,
     client: KeyManagementServiceClient<Channel>,
     timeout: Duration,
 }
@@ -42,9 +44,16 @@ impl GrpcKmsClient {
             .max_encoding_message_size(MAX_MESSAGE_LEN);
         Self {
             endpoint,
+            provider: String::new(),
             client,
             timeout,
         }
+    }
+
+    /// Names the provider in the `provider_name` label of the KMS operation metrics.
+    pub fn with_provider_name(mut self, name: &str) -> Self {
+        name.clone_into(&mut self.provider);
+        self
     }
 
     /// The plugin's endpoint.
@@ -52,33 +61,24 @@ impl GrpcKmsClient {
         &self.endpoint
     }
 
-    async fn call<T, F>(&self, method: &'static str, call: F) -> Result<T, KmsError>
+    async fn call<T, F>(
+        &self,
+        full_method: &'static str,
+        method: &'static str,
+        call: F,
+    ) -> Result<T, KmsError>
     where
         F: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        match tokio::time::timeout(self.timeout, call).await {
-            Err(_) => Err(KmsError::Timeout {
-                method,
-                timeout: self.timeout,
-            }),
-            // The plugin's server enforces the `grpc-timeout` we send and may answer first.
-            Ok(Err(status))
-                if status.code() == tonic::Code::DeadlineExceeded
-                    || (status.code() == tonic::Code::Cancelled
-                        && status.message().contains("Timeout expired")) =>
-            {
-                Err(KmsError::Timeout {
-                    method,
-                    timeout: self.timeout,
-                })
-            }
-            Ok(Err(status)) => Err(KmsError::Rpc {
-                method,
-                code: status.code(),
-                message: status.message().to_owned(),
-            }),
-            Ok(Ok(response)) => Ok(response.into_inner()),
-        }
+        let started = Instant::now();
+        let result = bounded(method, self.timeout, call).await;
+        metrics::kms_operation(
+            &self.provider,
+            full_method,
+            result_code(&result),
+            started.elapsed(),
+        );
+        result
     }
 
     fn request<T>(&self, message: T) -> tonic::Request<T> {
@@ -92,6 +92,7 @@ impl fmt::Debug for GrpcKmsClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GrpcKmsClient")
             .field("endpoint", &self.endpoint)
+            .field("provider", &self.provider)
             .field("timeout", &self.timeout)
             .finish()
     }
@@ -102,7 +103,11 @@ impl KmsService for GrpcKmsClient {
     async fn status(&self) -> Result<KmsStatus, KmsError> {
         let mut client = self.client.clone();
         let response = self
-            .call("Status", client.status(self.request(StatusRequest {})))
+            .call(
+                STATUS_METHOD,
+                "Status",
+                client.status(self.request(StatusRequest {})),
+            )
             .await?;
         Ok(KmsStatus {
             version: response.version,
@@ -119,7 +124,9 @@ impl KmsService for GrpcKmsClient {
             plaintext: plaintext.to_vec(),
             uid: uid.to_owned(),
         });
-        let response = self.call("Encrypt", client.encrypt(message)).await?;
+        let response = self
+            .call(ENCRYPT_METHOD, "Encrypt", client.encrypt(message))
+            .await?;
         Ok(WrappedKey {
             ciphertext: response.ciphertext,
             key_id: response.key_id,
@@ -140,11 +147,57 @@ impl KmsService for GrpcKmsClient {
             annotations: wrapped.annotations.clone(),
         };
         let response = self
-            .call("Decrypt", client.decrypt(self.request(request)))
+            .call(
+                DECRYPT_METHOD,
+                "Decrypt",
+                client.decrypt(self.request(request)),
+            )
             .await?;
         Ok(Zeroizing::new(response.plaintext))
     }
 }
+
+/// Runs one plugin call bounded by `timeout`, mapping gRPC failures to [`KmsError`].
+pub(crate) async fn bounded<T, F>(
+    method: &'static str,
+    timeout: Duration,
+    call: F,
+) -> Result<T, KmsError>
+where
+    F: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    match tokio::time::timeout(timeout, call).await {
+        Err(_) => Err(KmsError::Timeout { method, timeout }),
+        // The plugin's server enforces the `grpc-timeout` we send and may answer first.
+        Ok(Err(status))
+            if status.code() == tonic::Code::DeadlineExceeded
+                || (status.code() == tonic::Code::Cancelled
+                    && status.message().contains("Timeout expired")) =>
+        {
+            Err(KmsError::Timeout { method, timeout })
+        }
+        Ok(Err(status)) => Err(KmsError::Rpc {
+            method,
+            code: status.code(),
+            message: status.message().to_owned(),
+        }),
+        Ok(Ok(response)) => Ok(response.into_inner()),
+    }
+}
+
+/// The `grpc_status_code` label of a call's outcome, as upstream's `getErrorCode`.
+pub(crate) fn result_code<T>(result: &Result<T, KmsError>) -> &'static str {
+    match result {
+        Ok(_) => metrics::grpc_code_name(tonic::Code::Ok),
+        Err(KmsError::Rpc { code, .. }) => metrics::grpc_code_name(*code),
+        Err(KmsError::Timeout { .. }) => metrics::grpc_code_name(tonic::Code::DeadlineExceeded),
+        Err(_) => "unknown-non-grpc",
+    }
+}
+
+const STATUS_METHOD: &str = "/v2.KeyManagementService/Status";
+const ENCRYPT_METHOD: &str = "/v2.KeyManagementService/Encrypt";
+const DECRYPT_METHOD: &str = "/v2.KeyManagementService/Decrypt";
 
 /// Requests and responses are a few KiB at most (annotations are capped at 32 KiB).
 pub(crate) const MAX_MESSAGE_LEN: usize = 64 * 1024;

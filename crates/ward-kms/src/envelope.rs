@@ -28,8 +28,12 @@
 //!   seed's. Before any seed exists (plugin never reached), reads still work if the plugin can
 //!   decrypt, and are not marked stale.
 //!
-//! KMS v1 values (`k8s:enc:kms:v1:`) are not supported: a `kms` provider with `apiVersion: v1`
-//! is refused when the transformers are built.
+//! KMS v1 values (`k8s:enc:kms:v1:`) are read, never written, by [`crate::KmsV1Envelope`];
+//! [`transformers_from_config`] builds one for each `kms` provider with `apiVersion: v1`.
+//!
+//! Metrics (kube-apiserver's names, see [`crate::metrics`]): every plugin call's latency, key
+//! IDs used for reads and writes and returned by `Status` (hashed), invalid key IDs, the DEK
+//! source cache size, cache misses and seed generation.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -57,11 +61,13 @@ use crate::client::GrpcKmsClient;
 use crate::clock::{Clock, SystemClock};
 use crate::endpoint::KmsEndpoint;
 use crate::error::KmsError;
+use crate::metrics;
 use crate::proto::v2::{EncryptedDekSourceType, EncryptedObject};
 use crate::service::{
     KMS_API_VERSIONS, KmsService, MAX_FIELD_LEN, WrappedKey, printable, validate_annotations,
     validate_key_id, validate_wrapped,
 };
+use crate::v1::{GrpcKmsV1Client, KmsV1Envelope};
 
 /// Builds the transformers of `config`, connecting each `kms` v2 provider to its plugin.
 ///
@@ -72,8 +78,9 @@ use crate::service::{
 ///
 /// # Errors
 ///
-/// [`BuildError::Kms`] for a `kms` provider with `apiVersion: v1` (not supported) or an
-/// invalid endpoint.
+/// [`BuildError::Kms`] for an invalid endpoint, and [`BuildError::KmsReadOnly`] when a `kms`
+/// provider with `apiVersion: v1` would write (it is first for some resource): Ward only reads
+/// KMS v1 values.
 pub async fn transformers_from_config(
     config: EncryptionConfig,
 ) -> Result<Transformers, BuildError> {
@@ -290,6 +297,7 @@ impl KmsTransformer for KmsV2Envelope {
             annotations: key.wrapped.annotations.clone(),
             encrypted_dek_source_type: EncryptedDekSourceType::HkdfSha256XnonceAesGcmSeed as i32,
         };
+        metrics::key_id_used(metrics::TO_STORAGE, &self.inner.name, &key.wrapped.key_id);
         Ok(object.encode_to_vec())
     }
 
@@ -297,6 +305,7 @@ impl KmsTransformer for KmsV2Envelope {
         let object = EncryptedObject::decode(payload)
             .map_err(|_| KmsFailure::Malformed("not a protobuf EncryptedObject".to_owned()))?;
         let source_type = validate_object(&object)?;
+        metrics::key_id_used(metrics::FROM_STORAGE, &self.inner.name, &object.key_id);
         let wrapped = WrappedKey {
             ciphertext: object.encrypted_dek_source,
             key_id: object.key_id,
@@ -428,7 +437,15 @@ impl Inner {
             ));
         }
         if let Err(e) = validate_key_id(&status.key_id) {
+            let code = if status.key_id.is_empty() {
+                "empty"
+            } else {
+                "too_long"
+            };
+            metrics::invalid_key_id_from_status(&self.name, code);
             problems.push(format!("invalid key ID: {e}"));
+        } else {
+            metrics::key_id_from_status(&self.name, &status.key_id);
         }
         if problems.is_empty()
             && let Err(e) = self.rotate_if_needed(&status.key_id, started).await
@@ -453,7 +470,10 @@ impl Inner {
                 return Ok(());
             }
         }
-        let seed = SecretKey32::generate().map_err(|_| KmsError::Random)?;
+        let generating = Instant::now();
+        let seed = SecretKey32::generate();
+        metrics::data_key_generation(generating.elapsed(), seed.is_ok());
+        let seed = seed.map_err(|_| KmsError::Random)?;
         let uid = uuid::Uuid::new_v4().to_string();
         let wrapped = self.service.encrypt(&uid, seed.expose_secret()).await?;
         validate_wrapped(&wrapped).map_err(|reason| KmsError::InvalidResponse {
@@ -472,11 +492,7 @@ impl Inner {
         }
         let source = Arc::new(DekSource::Seed(seed));
         let cache_key = cache_key(EncryptedDekSourceType::HkdfSha256XnonceAesGcmSeed, &wrapped);
-        self.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(
-            cache_key,
-            Arc::clone(&source),
-            self.clock.now(),
-        );
+        self.cache_insert(cache_key, Arc::clone(&source), self.clock.now());
         let old = self
             .current()
             .map(|(key, _)| key_id_hash(&key.wrapped.key_id));
@@ -509,6 +525,7 @@ impl Inner {
         {
             return Ok(source);
         }
+        metrics::cache_miss();
         let uid = uuid::Uuid::new_v4().to_string();
         let plaintext = self
             .service
@@ -537,11 +554,14 @@ impl Inner {
             }
         };
         let source = Arc::new(source);
-        self.cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, Arc::clone(&source), now);
+        self.cache_insert(key, Arc::clone(&source), now);
         Ok(source)
+    }
+
+    fn cache_insert(&self, key: [u8; 32], source: Arc<DekSource>, now: Instant) {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.insert(key, source, now);
+        metrics::dek_source_cache_size(&self.name, cache.entries.len());
     }
 }
 
@@ -555,15 +575,19 @@ struct GrpcKmsFactory {
 
 impl KmsFactory for GrpcKmsFactory {
     fn build(&self, config: &KmsConfig) -> Result<Arc<dyn KmsTransformer>, String> {
-        if config.api_version() != KmsApiVersion::V2 {
-            return Err(format!(
-                "kms provider {:?}: apiVersion v1 is not supported (KMS v1 is deprecated in \
-                 Kubernetes); use a KMS v2 plugin with apiVersion: v2",
-                config.name()
-            ));
-        }
         let endpoint = KmsEndpoint::parse(config.endpoint()).map_err(|e| e.to_string())?;
-        let client = GrpcKmsClient::connect_lazy(endpoint, config.timeout());
+        if config.api_version() == KmsApiVersion::V1 {
+            // Read only; `Transformers` refuses a configuration where it would write.
+            let client = GrpcKmsV1Client::connect_lazy(endpoint, config.name(), config.timeout());
+            let cache_size = config.cache_size().unwrap_or(DEFAULT_V1_CACHE_SIZE);
+            return Ok(Arc::new(KmsV1Envelope::new(
+                config.name(),
+                client,
+                cache_size,
+            )));
+        }
+        let client = GrpcKmsClient::connect_lazy(endpoint, config.timeout())
+            .with_provider_name(config.name());
         let envelope = KmsV2Envelope::new(config.name(), Arc::new(client), Arc::clone(&self.clock));
         self.built
             .lock()
@@ -695,7 +719,11 @@ fn gcm_seal(
 }
 
 /// Opens `nonce(12) ‖ ciphertext ‖ tag(16)` under an AES-128/192/256 key.
-fn gcm_open(key: &[u8], data: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, KmsFailure> {
+pub(crate) fn gcm_open(
+    key: &[u8],
+    data: &[u8],
+    aad: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, KmsFailure> {
     if data.len() < NONCE_LEN + TAG_LEN {
         return Err(KmsFailure::Malformed(
             "encryptedData is truncated".to_owned(),
@@ -729,6 +757,8 @@ pub const HEALTHY_POLL_INTERVAL: Duration = Duration::from_secs(60);
 pub const UNHEALTHY_POLL_INTERVAL: Duration = Duration::from_secs(10);
 const CACHE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 const CACHE_CAPACITY: usize = 1024;
+/// kube-apiserver's default `kms.cachesize` for v1 (the config loader applies it too).
+const DEFAULT_V1_CACHE_SIZE: i32 = 1000;
 const INFO_LEN: usize = 32;
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;

@@ -1,4 +1,4 @@
-//! KMS v2 for Ward: the plugin protocol, the envelope transformer that uses it, and
+//! KMS for Ward: the KMS v2 plugin protocol, the envelope transformer that uses it, and
 //! `ward kms-plugin`.
 //!
 //! - [`proto::v2`]: the `v2.KeyManagementService` gRPC client and server and the stored
@@ -6,6 +6,9 @@
 //! - [`transformers_from_config`]: builds `ward_crypto` transformers whose `kms` (v2) providers
 //!   talk to their plugin over a unix socket ([`GrpcKmsClient`]) through a [`KmsV2Envelope`]
 //!   (seed rotation on key ID change, Status polling, write-seed expiry, DEK-source cache).
+//! - [`KmsV1Envelope`]: reads (never writes) values kube-apiserver wrote through a deprecated
+//!   KMS v1 provider, over the `v1beta1.KeyManagementService` gRPC API ([`GrpcKmsV1Client`]).
+//! - [`metrics`]: kube-apiserver's `apiserver_envelope_encryption_*` metrics.
 //! - [`run_plugin`] / [`start_plugin`]: the plugin server, with AES-256 key-encryption keys from
 //!   files ([`KeyFileKms`]) or on a PKCS#11 token ([`Pkcs11Kms`]).
 //!
@@ -49,10 +52,14 @@ mod endpoint;
 mod envelope;
 mod error;
 mod keyfile;
+pub mod metrics;
 mod pkcs11;
 mod plugin;
 pub mod proto;
 mod service;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod v1;
 
 pub use client::GrpcKmsClient;
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -70,3 +77,4 @@ pub use plugin::{
 pub use service::{
     KMS_API_VERSIONS, KmsService, KmsStatus, MAX_ANNOTATIONS_LEN, MAX_FIELD_LEN, WrappedKey,
 };
+pub use v1::{GrpcKmsV1Client, KMS_V1_API_VERSION, KmsV1Envelope};

@@ -17,8 +17,11 @@ use serde_json::{Value, json};
 pub struct Decoded {
     /// The object, in Kubernetes JSON, with Secret values redacted unless asked otherwise.
     pub object: Value,
-    /// The provider that decrypted it (`identity`, `aesgcm`, ...).
+    /// The provider that decrypted it (`identity`, `aesgcm`, `kms`, ...).
     pub provider: String,
+    /// The provider's format version in the prefix (`v1`, or `v2` for KMS v2; empty for
+    /// identity).
+    pub version: String,
     /// The key name in the value's prefix (empty for identity).
     pub key_name: String,
     /// Whether the value would be rewritten (not the first provider and key).
@@ -153,16 +156,18 @@ pub async fn decode_async(
     if !show_values {
         redact(&mut object);
     }
-    let (provider, key_name) = match ward_crypto::parse_prefix(value) {
+    let (provider, version, key_name) = match ward_crypto::parse_prefix(value) {
         Some(p) => (
             p.provider().to_owned(),
+            p.version().to_owned(),
             String::from_utf8_lossy(p.name()).into_owned(),
         ),
-        None => ("identity".to_owned(), String::new()),
+        None => ("identity".to_owned(), String::new(), String::new()),
     };
     Ok(Decoded {
         object,
         provider,
+        version,
         key_name,
         stale: out.stale,
         kms_key_id: ward_kms::stored_key_id(value),

@@ -34,6 +34,7 @@ use crate::request::{
 use crate::satoken::{self, TokenSigner, TokenSubject};
 use crate::store::{
     ObjectStore, SYSTEM_NAMESPACES, StoreWriteError, decode_continue, encode_continue,
+    encode_inconsistent_continue,
 };
 use crate::watch;
 
@@ -41,6 +42,12 @@ use crate::watch;
 pub(crate) const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 /// How often an unconditional write is retried after a conflict.
 const WRITE_ATTEMPTS: usize = 8;
+/// kube-apiserver's message for a continued list whose snapshot was compacted.
+const INCONSISTENT_CONTINUE: &str = "The provided continue parameter is too old to display a \
+    consistent list result. You can start a new list without the continue parameter, or use the \
+    continue token in this response to retrieve the remainder of the results. Continuing with the \
+    provided token results in an inconsistent list - objects that were created, modified, or \
+    deleted between the time the first chunk was returned and now may show up in the list.";
 
 /// Shared state of the server.
 pub(crate) struct App {
@@ -567,7 +574,7 @@ impl App {
                         "continue key is not valid: it is for another collection",
                     ));
                 }
-                (Some(rev), Some(key))
+                (rev, Some(key))
             }
             (None, Some(r), Some("Exact")) => (Some(parse_rv(r)?), None),
             (None, rv, Some("NotOlderThan")) if rv.is_none() => {
@@ -586,6 +593,9 @@ impl App {
             }
             (None, None, None) => (None, None),
         };
+        // Where a continued list resumes: if its snapshot has been compacted, the 410 carries an
+        // inconsistent continue token from there, as kube-apiserver's does.
+        let continued_from = start.clone().filter(|_| revision.is_some());
         let mut items = Vec::new();
         let mut continue_key = None;
         let mut remaining;
@@ -607,11 +617,18 @@ impl App {
                     };
                     self.store.decode_page(info, page).await?
                 }
-                None => {
-                    self.store
-                        .list(info, ctx.ns(), start.take(), want, revision)
-                        .await?
-                }
+                None => self
+                    .store
+                    .list(info, ctx.ns(), start.take(), want, revision)
+                    .await
+                    .map_err(|e| match &continued_from {
+                        Some(key) if e.code == 410 => {
+                            ApiError::expired(INCONSISTENT_CONTINUE).with_continue(
+                                encode_inconsistent_continue(key, &info.key_prefix(None)),
+                            )
+                        }
+                        _ => e,
+                    })?,
             };
             revision = Some(page.revision);
             items.extend(

@@ -7,7 +7,9 @@
 //!   (histogram), as in kube-apiserver's `pkg/storage/value/metrics.go`;
 //! - `apiserver_longrunning_requests{verb,resource}` (open watches);
 //! - `apiserver_encryption_config_controller_automatic_reloads_total{status}` and
-//!   `..._automatic_reload_last_timestamp_seconds{status}`.
+//!   `..._automatic_reload_last_timestamp_seconds{status}`;
+//! - the KMS envelope metrics (`apiserver_envelope_encryption_*`, DEK cache and key generation),
+//!   recorded and rendered by [`ward_kms::metrics`].
 //!
 //! Labels hold only names from fixed sets (`&'static str`: verbs, resources, codes, provider
 //! prefixes), never object names or values; recording allocates nothing.
@@ -252,6 +254,7 @@ pub(crate) fn render() -> String {
         }
     }
     crate::watchcache::render_metrics(&mut out);
+    out.push_str(&ward_kms::metrics::render());
     out
 }
 
@@ -283,6 +286,10 @@ mod tests {
         assert!(text.contains("transformer_prefix=\"k8s:enc:secretbox:v1:\""));
         assert!(text.contains(
             "apiserver_storage_transformation_duration_seconds_count{transformation_type=\"to_storage\"}"
+        ));
+        // The KMS envelope families follow (`ward_kms::metrics`).
+        assert!(text.contains(
+            "# TYPE apiserver_storage_envelope_transformation_cache_misses_total counter"
         ));
     }
 }

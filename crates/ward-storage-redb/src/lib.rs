@@ -15,10 +15,24 @@
 //! - `meta`: `revision` (the current revision), `compacted` (the compacted revision) and `format`
 //!   (the byte format version).
 //!
-//! A write updates all three in one redb transaction committed with immediate durability, so an
-//! acknowledged write survives a crash and the revision counter, data, history and compacted
-//! revision survive a restart. Writes are serialized by one in-process lock held across the
-//! commit and the broadcast of the event, so watchers see events in revision order. A range at an
+//! A write updates all three in a redb transaction committed with immediate durability (fsync),
+//! so an acknowledged write survives a crash and the revision counter, data, history and
+//! compacted revision survive a restart. Writes are serialized by one in-process lock held across
+//! the commit and the broadcast of the events, so watchers see events in revision order.
+//!
+//! **Group commit.** Concurrent writes share a transaction: each write is queued, then waits for
+//! the writer lock. Whoever takes the lock and finds its own write still queued leads a batch:
+//! it stages every queued write (up to [`MAX_BATCH`]) in queue order in one transaction, commits
+//! it with one fsync, broadcasts the events, and hands each caller its outcome; callers whose
+//! write was in a batch find it done when they get the lock. Each write still gets its own
+//! revision and its own precondition check against the state left by the writes before it, as if
+//! applied alone; a write whose precondition fails (exists, conflict, not found) is left out of
+//! the transaction and only its caller gets the error. A write is acknowledged only after the
+//! commit that holds it returned, and a failed commit fails every write of its batch: no caller
+//! is told it succeeded and no watcher sees it (as with any failed fsync, such a write may still
+//! be found after a crash, which is why it is reported as a backend error, not as "absent"). So
+//! batching changes throughput (one fsync for many writes under concurrency) but not what any
+//! caller or watcher can observe. A range at an
 //! older revision `r` starts from the current keys and undoes the logged changes after `r` (the
 //! value of a key at `r` is the `prev` of its first change after `r`). A watch subscribes to the
 //! live broadcast before reading the log, and skips what it has already sent, so the replay and the
@@ -61,7 +75,6 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use redb::{
     AccessGuard, Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
-    WriteTransaction,
 };
 use tokio::sync::broadcast;
 use ward_storage::{
@@ -121,6 +134,16 @@ impl RedbStorage {
         let db = Database::create(path).map_err(|err| {
             StorageError::backend(format!("redb: open {}: {err}", path.display()))
         })?;
+        Self::from_database(db, options, watch_buffer, path)
+    }
+
+    /// A store over an opened database (tests pass one over a fault-injecting backend).
+    pub(crate) fn from_database(
+        db: Database,
+        options: RedbOptions,
+        watch_buffer: usize,
+        path: &Path,
+    ) -> Result<Self, StorageError> {
         let meta = initialize(&db)?;
         tracing::debug!(
             path = %path.display(),
@@ -132,10 +155,12 @@ impl RedbStorage {
         let shared = Shared {
             db: Arc::new(db),
             writer: Mutex::new(()),
+            queue: Mutex::new(Vec::new()),
             events,
             revision: AtomicU64::new(meta.revision),
             compacted: AtomicU64::new(meta.compacted),
             history: u64::try_from(options.history).unwrap_or(u64::MAX),
+            commits: AtomicU64::new(0),
         };
         Ok(RedbStorage {
             shared: Arc::new(shared),
@@ -145,7 +170,7 @@ impl RedbStorage {
     async fn write(&self, key: &[u8], op: WriteOp) -> Result<Event, StorageError> {
         let shared = Arc::clone(&self.shared);
         let key = key.to_vec();
-        blocking(move || shared.write(&key, op)).await
+        blocking(move || shared.write(key, op)).await
     }
 }
 
@@ -233,12 +258,16 @@ pub(crate) struct Shared {
     pub(crate) db: Arc<Database>,
     /// Held across commit and broadcast, so events are sent in revision order.
     writer: Mutex<()>,
+    /// Writes waiting to be committed, in arrival order (see "Group commit").
+    queue: Mutex<Vec<Queued>>,
     pub(crate) events: broadcast::Sender<Arc<Event>>,
     /// Caches of `meta`, updated after each commit.
     revision: AtomicU64,
     compacted: AtomicU64,
     /// Revisions kept by automatic compaction; 0 = off.
     history: u64,
+    /// Write transactions committed (each one fsync), for tests of the batching.
+    commits: AtomicU64,
 }
 
 /// A conditional write.
@@ -249,117 +278,113 @@ enum WriteOp {
 }
 
 impl Shared {
-    /// Applies one write in its own durable transaction and broadcasts its event.
-    fn write(&self, key: &[u8], op: WriteOp) -> Result<Event, StorageError> {
+    /// Queues one write and returns once a durable commit holds it (or it failed); see "Group
+    /// commit" in the crate docs.
+    fn write(&self, key: Vec<u8>, op: WriteOp) -> Result<Event, StorageError> {
+        let outcome = Arc::new(Outcome::default());
+        self.lock_queue().push(Queued {
+            key,
+            op,
+            outcome: Arc::clone(&outcome),
+        });
         let _writer = self.lock_writer();
-        let txn = self.db.begin_write().context("begin write")?;
-        let (event, meta) = self.apply(&txn, key, op)?;
-        txn.commit().context("commit")?;
-        self.revision.store(meta.revision, Ordering::Release);
-        self.compacted.store(meta.compacted, Ordering::Release);
-        if self.events.receiver_count() > 0 {
-            // An error means every receiver is gone, which is fine.
-            let _ = self.events.send(Arc::new(event.clone()));
+        loop {
+            if let Some(result) = outcome.take() {
+                return result;
+            }
+            // Still queued: every batch hands out its outcomes before the writer lock is
+            // released, so this write is in the queue and this thread leads the next batch.
+            let batch: Vec<Queued> = {
+                let mut queue = self.lock_queue();
+                let n = queue.len().min(MAX_BATCH);
+                queue.drain(..n).collect()
+            };
+            if batch.is_empty() {
+                return Err(StorageError::backend("redb: a queued write was lost"));
+            }
+            self.commit_batch(batch);
         }
-        Ok(event)
     }
 
-    /// Stages `op` in `txn`. Returns the event and the new meta; an `Err` leaves `txn` to be
-    /// dropped, which aborts it.
-    fn apply(
-        &self,
-        txn: &WriteTransaction,
-        key: &[u8],
-        op: WriteOp,
-    ) -> Result<(Event, Meta), StorageError> {
-        let mut meta_table = txn.open_table(META).context("open meta table")?;
-        let mut kv = txn.open_table(KV).context("open kv table")?;
-        let mut log = txn.open_table(LOG).context("open log table")?;
-        let mut meta = Meta::read(&meta_table)?;
-        let existing = kv
-            .get(key)
-            .context("read kv table")?
-            .map(|value| decode_stored(key, value.value()))
-            .transpose()?;
-        let revision = Revision(
-            meta.revision
-                .checked_add(1)
-                .ok_or_else(|| StorageError::backend("revision counter overflow"))?,
-        );
-        let event = match (op, existing) {
-            (WriteOp::Create(value), None) => Event {
-                kind: EventKind::Put,
-                kv: KeyValue {
-                    key: key.to_vec(),
-                    value,
-                    create_revision: revision,
-                    mod_revision: revision,
-                },
-                prev: None,
-            },
-            (WriteOp::Create(_), Some(existing)) => {
-                return Err(StorageError::AlreadyExists {
-                    existing: Box::new(existing),
-                });
-            }
-            (WriteOp::Update(value, expected), Some(current))
-                if current.mod_revision == expected =>
-            {
-                let kv = KeyValue {
-                    key: key.to_vec(),
-                    value,
-                    create_revision: current.create_revision,
-                    mod_revision: revision,
-                };
-                Event {
-                    kind: EventKind::Put,
-                    kv,
-                    prev: Some(current),
+    /// Stages `batch` in one transaction, commits it, broadcasts its events and hands every
+    /// caller its outcome. Must be called with the writer lock held.
+    fn commit_batch(&self, batch: Vec<Queued>) {
+        let (writes, outcomes): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .map(|queued| ((queued.key, queued.op), queued.outcome))
+            .unzip();
+        let results = match self.apply_batch(writes) {
+            Ok((results, meta)) => {
+                self.revision.store(meta.revision, Ordering::Release);
+                self.compacted.store(meta.compacted, Ordering::Release);
+                if self.events.receiver_count() > 0 {
+                    for event in results.iter().flatten() {
+                        // An error means every receiver is gone, which is fine.
+                        let _ = self.events.send(Arc::new(event.clone()));
+                    }
                 }
+                results
             }
-            (WriteOp::Delete(expected), Some(current))
-                if expected.is_none_or(|expected| expected == current.mod_revision) =>
-            {
-                let kv = KeyValue {
-                    mod_revision: revision,
-                    ..current.clone()
-                };
-                Event {
-                    kind: EventKind::Delete,
-                    kv,
-                    prev: Some(current),
-                }
+            Err(err) => {
+                // Nothing of the batch was committed: every write in it failed.
+                let message = err.to_string();
+                outcomes
+                    .iter()
+                    .map(|_| Err(StorageError::backend(message.clone())))
+                    .collect()
             }
-            (WriteOp::Update(..) | WriteOp::Delete(_), Some(current)) => {
-                return Err(StorageError::Conflict {
-                    current: Box::new(current),
-                });
-            }
-            (WriteOp::Update(..) | WriteOp::Delete(_), None) => return Err(StorageError::NotFound),
         };
-        match event.kind {
-            EventKind::Put => {
-                kv.insert(key, encode_stored(&event.kv).as_slice())
-                    .context("write kv table")?;
-            }
-            EventKind::Delete => {
-                kv.remove(key).context("write kv table")?;
-            }
+        for (outcome, result) in outcomes.iter().zip(results) {
+            outcome.put(result);
         }
-        log.insert(revision.0, encode_event(&event).as_slice())
-            .context("write log table")?;
-        meta.revision = revision.0;
-        meta_table
-            .insert(META_REVISION, meta.revision)
-            .context("write meta table")?;
-        if self.history > 0 && meta.revision > self.history {
-            let target = meta.revision - self.history;
-            if target > meta.compacted {
-                truncate_log(&mut log, &mut meta_table, target)?;
-                meta.compacted = target;
+    }
+
+    /// Stages each write in order in one transaction and commits it (unless no write succeeded).
+    /// Returns each write's outcome and the new meta. `Err` when the transaction failed: then
+    /// nothing was committed.
+    fn apply_batch(
+        &self,
+        writes: Vec<(Vec<u8>, WriteOp)>,
+    ) -> Result<(Vec<Result<Event, StorageError>>, Meta), StorageError> {
+        let txn = self.db.begin_write().context("begin write")?;
+        let mut results = Vec::with_capacity(writes.len());
+        let meta = {
+            let mut meta_table = txn.open_table(META).context("open meta table")?;
+            let mut kv = txn.open_table(KV).context("open kv table")?;
+            let mut log = txn.open_table(LOG).context("open log table")?;
+            let mut meta = Meta::read(&meta_table)?;
+            for (key, op) in writes {
+                // A failed check stages nothing, so it fails only its own write.
+                let event = match plan(&kv, meta.revision, &key, op) {
+                    Ok(event) => event,
+                    Err(err) => {
+                        results.push(Err(err));
+                        continue;
+                    }
+                };
+                stage(&mut kv, &mut log, &event)?;
+                meta.revision = event.kv.mod_revision.0;
+                results.push(Ok(event));
             }
-        }
-        Ok((event, meta))
+            if !results.iter().any(Result::is_ok) {
+                // Nothing to write: drop (abort) the transaction instead of an empty fsync.
+                return Ok((results, meta));
+            }
+            meta_table
+                .insert(META_REVISION, meta.revision)
+                .context("write meta table")?;
+            if self.history > 0 && meta.revision > self.history {
+                let target = meta.revision - self.history;
+                if target > meta.compacted {
+                    truncate_log(&mut log, &mut meta_table, target)?;
+                    meta.compacted = target;
+                }
+            }
+            meta
+        };
+        txn.commit().context("commit")?;
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        Ok((results, meta))
     }
 
     /// Drops history at or below `revision`; see [`Storage::compact`].
@@ -387,11 +412,128 @@ impl Shared {
         Ok(())
     }
 
+    fn lock_queue(&self) -> MutexGuard<'_, Vec<Queued>> {
+        // Pushing and draining a Vec cannot leave it half-done, so a poisoned lock is usable.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn lock_writer(&self) -> MutexGuard<'_, ()> {
         // Poisoned only if a writer panicked; its transaction was dropped (aborted) then, so
         // nothing guarded by the lock is half-done and the lock can be taken over.
         self.writer.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// A write waiting in the queue.
+struct Queued {
+    key: Vec<u8>,
+    op: WriteOp,
+    outcome: Arc<Outcome>,
+}
+
+/// Where the leader of a batch leaves a write's result for its caller.
+#[derive(Default)]
+struct Outcome(Mutex<Option<Result<Event, StorageError>>>);
+
+impl Outcome {
+    fn put(&self, result: Result<Event, StorageError>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(result);
+    }
+
+    fn take(&self) -> Option<Result<Event, StorageError>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+/// Checks `op` against the key's current state (after the writes staged before it) and builds
+/// its event at the next revision. Reads only, so an `Err` leaves the transaction untouched.
+fn plan(
+    kv: &redb::Table<'_, &[u8], &[u8]>,
+    current_revision: u64,
+    key: &[u8],
+    op: WriteOp,
+) -> Result<Event, StorageError> {
+    let existing = kv
+        .get(key)
+        .context("read kv table")?
+        .map(|value| decode_stored(key, value.value()))
+        .transpose()?;
+    let revision = Revision(
+        current_revision
+            .checked_add(1)
+            .ok_or_else(|| StorageError::backend("revision counter overflow"))?,
+    );
+    let event = match (op, existing) {
+        (WriteOp::Create(value), None) => Event {
+            kind: EventKind::Put,
+            kv: KeyValue {
+                key: key.to_vec(),
+                value,
+                create_revision: revision,
+                mod_revision: revision,
+            },
+            prev: None,
+        },
+        (WriteOp::Create(_), Some(existing)) => {
+            return Err(StorageError::AlreadyExists {
+                existing: Box::new(existing),
+            });
+        }
+        (WriteOp::Update(value, expected), Some(current)) if current.mod_revision == expected => {
+            let kv = KeyValue {
+                key: key.to_vec(),
+                value,
+                create_revision: current.create_revision,
+                mod_revision: revision,
+            };
+            Event {
+                kind: EventKind::Put,
+                kv,
+                prev: Some(current),
+            }
+        }
+        (WriteOp::Delete(expected), Some(current))
+            if expected.is_none_or(|expected| expected == current.mod_revision) =>
+        {
+            let kv = KeyValue {
+                mod_revision: revision,
+                ..current.clone()
+            };
+            Event {
+                kind: EventKind::Delete,
+                kv,
+                prev: Some(current),
+            }
+        }
+        (WriteOp::Update(..) | WriteOp::Delete(_), Some(current)) => {
+            return Err(StorageError::Conflict {
+                current: Box::new(current),
+            });
+        }
+        (WriteOp::Update(..) | WriteOp::Delete(_), None) => return Err(StorageError::NotFound),
+    };
+    Ok(event)
+}
+
+/// Writes a planned event into the `kv` and `log` tables. An `Err` fails the whole batch.
+fn stage(
+    kv: &mut redb::Table<'_, &[u8], &[u8]>,
+    log: &mut redb::Table<'_, u64, &[u8]>,
+    event: &Event,
+) -> Result<(), StorageError> {
+    match event.kind {
+        EventKind::Put => {
+            kv.insert(event.kv.key.as_slice(), encode_stored(&event.kv).as_slice())
+                .context("write kv table")?;
+        }
+        EventKind::Delete => {
+            kv.remove(event.kv.key.as_slice())
+                .context("write kv table")?;
+        }
+    }
+    log.insert(event.kv.mod_revision.0, encode_event(event).as_slice())
+        .context("write log table")?;
+    Ok(())
 }
 
 // === tables ===
@@ -654,6 +796,11 @@ impl<T, E: fmt::Display> Context<T> for Result<T, E> {
 
 /// The default of [`RedbOptions::history`].
 const DEFAULT_HISTORY: usize = 10_000;
+
+/// The most writes committed in one transaction (see "Group commit"): enough to amortize the
+/// fsync over every write a busy server has in flight, small enough to bound a batch's memory
+/// and the latency of its first write.
+pub const MAX_BATCH: usize = 256;
 
 /// Events buffered per watcher before it has to catch up from the log.
 const WATCH_BUFFER: usize = 1024;

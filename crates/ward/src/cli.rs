@@ -409,8 +409,13 @@ fn storage_decode(args: DecodeArgs) -> anyhow::Result<()> {
         Some(id) => format!(" key_id {id:?}"),
         None => String::new(),
     };
+    let version = if d.version.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", d.version)
+    };
     eprintln!(
-        "# decrypted by {}{key}{kms_key_id}{}",
+        "# decrypted by {}{version}{key}{kms_key_id}{}",
         d.provider,
         if d.stale { " (stale)" } else { "" }
     );

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use ward_crypto::{
-    AttemptFailure, BuildError, EncryptionConfig, KmsConfig, KmsFactory, KmsFailure, KmsOpened,
-    KmsTransformer, ProviderKind, TransformError, Transformers,
+    AttemptFailure, BuildError, EncryptionConfig, KmsApiVersion, KmsConfig, KmsFactory, KmsFailure,
+    KmsOpened, KmsTransformer, ProviderKind, TransformError, Transformers,
 };
 use zeroize::Zeroizing;
 
@@ -18,6 +18,7 @@ struct Tagging {
     prefix: Vec<u8>,
     stale: bool,
     healthy: bool,
+    read_only: bool,
 }
 
 #[async_trait::async_trait]
@@ -29,6 +30,9 @@ impl KmsTransformer for Tagging {
         &self.prefix
     }
     async fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, KmsFailure> {
+        if self.read_only {
+            return Err(KmsFailure::ReadOnly);
+        }
         if !self.healthy {
             return Err(KmsFailure::NotReady("plugin down".into()));
         }
@@ -51,6 +55,9 @@ impl KmsTransformer for Tagging {
             Err("plugin down".into())
         }
     }
+    fn writes(&self) -> bool {
+        !self.read_only
+    }
 }
 
 struct Factory {
@@ -63,11 +70,14 @@ impl KmsFactory for Factory {
         if config.name() == "refused" {
             return Err("refused by the factory".into());
         }
+        let read_only = config.api_version() == KmsApiVersion::V1;
+        let version = if read_only { "v1" } else { "v2" };
         Ok(Arc::new(Tagging {
             name: config.name().to_owned(),
-            prefix: format!("k8s:enc:kms:v2:{}:", config.name()).into_bytes(),
+            prefix: format!("k8s:enc:kms:{version}:{}:", config.name()).into_bytes(),
             stale: self.stale,
             healthy: self.healthy,
+            read_only,
         }))
     }
 }
@@ -196,4 +206,83 @@ fn factory_refusal_names_the_file_and_path() {
         err.to_string(),
         "resources[0].providers[1].kms in kms.yaml: refused by the factory"
     );
+}
+
+const FACTORY: Factory = Factory {
+    stale: false,
+    healthy: true,
+};
+
+const AESGCM: &str =
+    "  - aesgcm:\n      keys: [{name: k1, secret: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=}]\n";
+const KMS_V1: &str = "  - kms: {name: legacy, endpoint: unix:///tmp/v1.sock}\n";
+
+#[test]
+fn a_read_only_kms_v1_provider_first_is_refused_with_file_and_field() {
+    let err = Transformers::from_config_with_kms(config(&format!("{KMS_V1}{AESGCM}")), &FACTORY)
+        .unwrap_err();
+    let BuildError::KmsReadOnly {
+        source_name,
+        path,
+        name,
+        resource,
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        (
+            source_name.as_str(),
+            path.as_str(),
+            name.as_str(),
+            resource.as_str()
+        ),
+        (
+            "kms.yaml",
+            "resources[0].providers[0].kms",
+            "legacy",
+            "secrets"
+        )
+    );
+    let text = err.to_string();
+    assert!(
+        text.starts_with("resources[0].providers[0].kms.apiVersion in kms.yaml: "),
+        "{text}"
+    );
+    assert!(text.contains("apiVersion: v2"), "{text}");
+
+    // A later entry whose resources are all written by an earlier one is only read.
+    let yaml = format!(
+        "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n\
+         - resources: [secrets]\n  providers:\n{AESGCM}\
+         - resources: [secrets]\n  providers:\n{KMS_V1}"
+    );
+    let config_ok = EncryptionConfig::from_bytes(yaml.as_bytes(), "two.yaml").unwrap();
+    Transformers::from_config_with_kms(config_ok, &FACTORY).unwrap();
+    // ... but one that also names another resource makes v1 its writer.
+    let yaml = yaml.replace(
+        "- resources: [secrets]\n  providers:\n  - kms",
+        "- resources: [secrets, configmaps]\n  providers:\n  - kms",
+    );
+    let config_bad = EncryptionConfig::from_bytes(yaml.as_bytes(), "two.yaml").unwrap();
+    let err = Transformers::from_config_with_kms(config_bad, &FACTORY).unwrap_err();
+    assert!(
+        matches!(&err, BuildError::KmsReadOnly { path, resource, .. }
+            if path == "resources[1].providers[0].kms" && resource == "configmaps"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_read_only_kms_v1_provider_after_the_writer_reads_as_stale() {
+    let t =
+        Transformers::from_config_with_kms(config(&format!("{AESGCM}{KMS_V1}")), &FACTORY).unwrap();
+    let rt = t.for_resource("", "secrets");
+    assert_eq!(rt.provider(), ProviderKind::AesGcm);
+    let stored = [b"k8s:enc:kms:v1:legacy:".as_slice(), AAD, b"|old"].concat();
+    let read = rt.from_storage_async(&stored, AAD).await.unwrap();
+    assert_eq!(read.plaintext.as_slice(), b"old");
+    assert!(read.stale);
+    let written = rt.to_storage_async(b"new", AAD).await.unwrap();
+    assert!(written.starts_with(b"k8s:enc:aesgcm:v1:k1:"));
 }

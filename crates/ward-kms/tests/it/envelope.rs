@@ -307,7 +307,7 @@ async fn encrypt_key_id_must_match_status() {
 }
 
 #[tokio::test]
-async fn kms_v1_is_refused_with_a_clear_message() {
+async fn kms_v1_as_the_writing_provider_is_refused_with_a_clear_message() {
     let yaml = "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [secrets]\n  providers:\n  - kms:\n      name: old\n      endpoint: unix:///tmp/nope.sock\n";
     let config = EncryptionConfig::from_bytes(yaml.as_bytes(), "v1.yaml").unwrap();
     let err = ward_kms::transformers_from_config(config)
@@ -315,7 +315,7 @@ async fn kms_v1_is_refused_with_a_clear_message() {
         .unwrap_err();
     let text = err.to_string();
     assert!(
-        text.contains("v1.yaml") && text.contains("apiVersion v1 is not supported"),
+        text.contains("v1.yaml") && text.contains("uses KMS v1, which Ward only reads"),
         "{text}"
     );
 }

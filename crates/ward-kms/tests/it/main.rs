@@ -4,8 +4,10 @@
 #![allow(clippy::unwrap_used)]
 
 mod envelope;
+mod metrics;
 mod pkcs11;
 mod plugin;
+mod v1;
 mod vectors;
 
 use std::collections::BTreeMap;

@@ -8,6 +8,7 @@ use ward_storage::{Event, StorageError, WatchItem, WatchStream};
 
 use crate::{RedbOptions, RedbStorage};
 
+mod group_commit;
 mod model;
 mod persistence;
 mod watch;

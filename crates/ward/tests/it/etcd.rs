@@ -287,7 +287,7 @@ fn a_custom_etcd_prefix_places_and_binds_keys_as_kube_apiserver_does() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--etcd-prefix"));
 }
 
-fn write_config(path: &std::path::Path, keys: &[(&str, &str)]) {
+pub(crate) fn write_config(path: &std::path::Path, keys: &[(&str, &str)]) {
     use std::os::unix::fs::OpenOptionsExt as _;
     let mut text = String::from(
         "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [secrets, configmaps]\n  providers:\n  - aesgcm:\n      keys:\n",

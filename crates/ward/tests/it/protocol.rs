@@ -424,6 +424,131 @@ fn watch_from_compacted_revision_is_410() {
     assert_eq!(ev["object"]["reason"], "Expired");
 }
 
+/// A continued list whose snapshot was compacted gets 410 with kube-apiserver's inconsistent
+/// continue token, which lists the rest (after the last key sent) at the latest revision.
+#[test]
+fn expired_continue_gets_an_inconsistent_continue_token() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = Server::start_in(&dir.path().join("ward"), &["--watch-history", "5"]);
+    let create = |name: &str| {
+        let (c, b) = s.curl("POST", NS, &[JSON], Some(secret(name, "eA==").as_bytes()));
+        assert_eq!(c, 201, "{b}");
+    };
+    for i in 0..6 {
+        create(&format!("p{i}"));
+    }
+    let (c, b) = s.curl("GET", &format!("{NS}?limit=2"), &[], None);
+    assert_eq!(c, 200, "{b}");
+    let first = json(&b);
+    let token = first["metadata"]["continue"]
+        .as_str()
+        .expect("continue")
+        .to_owned();
+    // Enough writes to compact the first page's snapshot away; p6 appears meanwhile.
+    create("p6");
+    for i in 0..8 {
+        create(&format!("q{i}"));
+    }
+    let (c, b) = s.curl(
+        "GET",
+        &format!("{NS}?limit=100&continue={token}"),
+        &[],
+        None,
+    );
+    assert_eq!(c, 410, "{b}");
+    let status = json(&b);
+    assert_eq!(status["reason"], "Expired");
+    assert!(
+        status["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("inconsistent list")),
+        "{b}"
+    );
+    let rest = status["metadata"]["continue"]
+        .as_str()
+        .expect("inconsistent token");
+    let (c, b) = s.curl("GET", &format!("{NS}?limit=100&continue={rest}"), &[], None);
+    assert_eq!(c, 200, "{b}");
+    let names: Vec<String> = json(&b)["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|o| {
+            o["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    // The rest after p1, read now: p2..p6 and the q's, nothing from the first page.
+    assert_eq!(&names[..5], ["p2", "p3", "p4", "p5", "p6"], "{names:?}");
+    assert_eq!(names.len(), 13, "{names:?}");
+}
+
+/// `ward rewrite` on a small history: list snapshots are compacted under it again and again,
+/// and it goes on with the inconsistent continue tokens instead of starting over.
+#[test]
+fn rewrite_goes_on_across_compacted_list_snapshots() {
+    const K1: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    const K2: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("ward");
+    let cfg = tmp.path().join("enc.yaml");
+    let flags = [
+        "--watch-history",
+        "10",
+        "--encryption-provider-config",
+        cfg.to_str().expect("utf8"),
+    ];
+    crate::etcd::write_config(&cfg, &[("key1", K1)]);
+    let mut s = Server::start_in(&dir, &flags);
+    for i in 0..40 {
+        let (c, b) = s.curl(
+            "POST",
+            NS,
+            &[JSON],
+            Some(secret(&format!("r{i:02}"), "eA==").as_bytes()),
+        );
+        assert_eq!(c, 201, "{b}");
+    }
+    s.stop();
+    crate::etcd::write_config(&cfg, &[("key2", K2), ("key1", K1)]);
+    let mut s = Server::start_in(&dir, &flags);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args([
+            "rewrite",
+            "--resources",
+            "secrets",
+            "--page-size",
+            "5",
+            "--kubeconfig",
+        ])
+        .arg(s.kubeconfig())
+        .output()
+        .expect("ward rewrite");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("rewritten: 40 "), "{text}");
+    // The walk hit expired snapshots and followed the 410s' continue tokens.
+    let audit = std::fs::read_to_string(dir.join("audit.log")).expect("audit log");
+    let expired = audit
+        .lines()
+        .filter(|l| l.contains("\"verb\":\"list\"") && l.contains("\"code\":410"))
+        .count();
+    assert!(expired >= 1, "no expired list page");
+    s.stop();
+    // Every value is under key2 now: key1 removed, all 40 still read.
+    crate::etcd::write_config(&cfg, &[("key2", K2)]);
+    let s = Server::start_in(&dir, &flags);
+    let (c, b) = s.curl("GET", NS, &[], None);
+    assert_eq!(c, 200, "{b}");
+    assert_eq!(json(&b)["items"].as_array().map(Vec::len), Some(40));
+}
+
 #[test]
 fn plain_http_is_never_served() {
     let s = Server::start();
