@@ -58,6 +58,14 @@ pub trait KmsTransformer: Send + Sync + fmt::Debug {
     /// its plugin answers); `Err` says why not (for a `healthz` check). Never holds key material.
     fn health(&self) -> Result<(), String>;
 
+    /// The health for `/healthz/kms-providers`: fresh enough to answer a probe. The default is
+    /// [`Self::health`]; a transformer that talks to a plugin may ask it first (kube-apiserver's
+    /// KMS v2 check calls `Status` when its last answer is older than 20 s, or 3 s after a
+    /// failure).
+    async fn check_health(&self) -> Result<(), String> {
+        self.health()
+    }
+
     /// Whether the provider can write. A read-only provider (KMS v1, kept only to read values
     /// kube-apiserver wrote) must never be the first provider of a resource:
     /// [`crate::Transformers::from_config_with_kms`] refuses such a configuration

@@ -244,6 +244,37 @@ impl Transformers {
         }
     }
 
+    /// As [`Self::kms_health`], with each provider's [`KmsTransformer::check_health`] (which
+    /// may call its plugin when the last answer is old), for `/healthz/kms-providers`.
+    pub async fn kms_health_checked(&self) -> Result<(), String> {
+        let mut providers: Vec<Arc<dyn KmsTransformer>> = Vec::new();
+        let all = self
+            .exact
+            .values()
+            .flat_map(HashMap::values)
+            .chain(self.any_in_group.values())
+            .chain(self.any.as_ref());
+        for transformer in all {
+            for kms in transformer.kms_providers() {
+                if !providers.iter().any(|p| p.name() == kms.name()) {
+                    providers.push(Arc::clone(kms));
+                }
+            }
+        }
+        let mut problems = Vec::new();
+        for kms in providers {
+            if let Err(why) = kms.check_health().await {
+                problems.push(format!("kms provider {:?}: {why}", kms.name()));
+            }
+        }
+        problems.sort();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
     /// The source name of the configuration, or `None` for [`Transformers::identity`].
     pub fn source_name(&self) -> Option<&str> {
         self.source.as_ref().map(|s| s.name.as_str())

@@ -181,10 +181,17 @@ struct WriteKey {
     wrapped: WrappedKey,
 }
 
+/// How long `/healthz/kms-providers` trusts the last `Status` when it was good, and when it was
+/// not (kube-apiserver's `kmsv2PluginProbe` TTLs).
+const HEALTHZ_POSITIVE_TTL: Duration = Duration::from_secs(20);
+const HEALTHZ_NEGATIVE_TTL: Duration = Duration::from_secs(3);
+
 #[derive(Default)]
 struct ProbeState {
     /// The message of the last failed probe; `None` after a good one.
     last_error: Option<String>,
+    /// When the last probe finished.
+    checked_at: Option<Instant>,
     /// The version of the first good Status; it must not change.
     version: Option<String>,
 }
@@ -343,6 +350,28 @@ impl KmsTransformer for KmsV2Envelope {
     fn health(&self) -> Result<(), String> {
         self.inner.health()
     }
+
+    async fn check_health(&self) -> Result<(), String> {
+        let fresh = {
+            let state = self
+                .inner
+                .probe_state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let ttl = if state.last_error.is_none() {
+                HEALTHZ_POSITIVE_TTL
+            } else {
+                HEALTHZ_NEGATIVE_TTL
+            };
+            state
+                .checked_at
+                .is_some_and(|t| self.inner.clock.now().saturating_duration_since(t) < ttl)
+        };
+        if !fresh && let Err(e) = self.inner.probe().await {
+            warn!(provider = %self.inner.name, error = %e, "kms plugin health check failed");
+        }
+        self.inner.health()
+    }
 }
 
 // === impl Inner ===
@@ -411,6 +440,7 @@ impl Inner {
         let result = self.check(started).await;
         let mut state = self.probe_state.lock().unwrap_or_else(|e| e.into_inner());
         state.last_error = result.as_ref().err().map(ToString::to_string);
+        state.checked_at = Some(self.clock.now());
         result
     }
 

@@ -259,7 +259,7 @@ impl App {
             }
             Target::KmsHealth => {
                 get_only(&req.method)?;
-                return Ok(match self.store.kms_health() {
+                return Ok(match self.store.kms_health_checked().await {
                     Ok(()) => text_response(StatusCode::OK, "ok"),
                     Err(why) => {
                         let mut r = text_response(StatusCode::INTERNAL_SERVER_ERROR, "");

@@ -144,6 +144,33 @@ async fn plugin_down_reads_keep_working_and_writes_expire() {
     plugin.shutdown().await.unwrap();
 }
 
+/// `/healthz/kms-providers` (through `Transformers::kms_health_checked`) trusts a good Status
+/// for 20 s and a failed one for 3 s, then asks the plugin again, as kube-apiserver's probe does.
+#[tokio::test]
+async fn the_health_check_asks_the_plugin_once_its_last_answer_is_old() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = socket(dir.path());
+    let key = key_file(dir.path(), "kek-1", 1);
+    let (plugin, _) = key_file_plugin(&listen, &[&key]).await;
+    let (transformers, _envelope, clock) = build(config("ward-kms", &listen, "1s")).await;
+    assert!(transformers.kms_health_checked().await.is_ok());
+    plugin.shutdown().await.unwrap();
+    // Within 20 s of the last good Status the answer stands, without a call.
+    clock.advance(Duration::from_secs(19));
+    assert!(transformers.kms_health_checked().await.is_ok());
+    // Older: the plugin is asked, and it is gone.
+    clock.advance(Duration::from_secs(2));
+    let why = transformers.kms_health_checked().await.unwrap_err();
+    assert!(why.contains("ward-kms"), "{why}");
+    // It comes back: a failure is trusted for 3 s only.
+    let (plugin, _) = key_file_plugin(&listen, &[&key]).await;
+    clock.advance(Duration::from_secs(1));
+    assert!(transformers.kms_health_checked().await.is_err());
+    clock.advance(Duration::from_secs(3));
+    assert!(transformers.kms_health_checked().await.is_ok());
+    plugin.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn tampering_wrong_aad_and_wrong_key_id_fail_clearly() {
     let dir = tempfile::tempdir().unwrap();
