@@ -12,6 +12,7 @@
 //! - the stream ends after `timeoutSeconds` (default 30 min) or on shutdown.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
@@ -164,7 +165,17 @@ pub(crate) async fn serve(
             tokio::time::Instant::now() + BOOKMARK_EVERY,
             BOOKMARK_EVERY,
         ),
-        shutdown,
+        // One future for the watch's life: registering with the shutdown signal on every event
+        // would make 10,000 watchers contend for its lock.
+        shutdown: Box::pin(async move {
+            let mut shutdown = shutdown;
+            while !*shutdown.borrow_and_update() {
+                if shutdown.changed().await.is_err() {
+                    // The server is gone: never fires.
+                    std::future::pending::<()>().await;
+                }
+            }
+        }),
         _open: Open::new(info.resource),
     };
     match cache.watch(info, prefix.as_bytes(), start).await {
@@ -286,7 +297,8 @@ struct Stream {
     pending: VecDeque<Bytes>,
     deadline: Pin<Box<tokio::time::Sleep>>,
     ticker: tokio::time::Interval,
-    shutdown: watch::Receiver<bool>,
+    /// Completes when the server shuts down.
+    shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
     _open: Open,
 }
 
@@ -333,7 +345,7 @@ impl Stream {
             let info = self.info;
             tokio::select! {
                 _ = &mut self.deadline => self.feed = None,
-                _ = self.shutdown.changed() => self.feed = None,
+                () = &mut self.shutdown => self.feed = None,
                 _ = self.ticker.tick() => {
                     if self.bookmarks {
                         self.bookmark(false);

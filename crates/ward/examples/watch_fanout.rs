@@ -11,7 +11,7 @@
 //! streams spread evenly), `GET .../secrets?watch=1&fieldSelector=metadata.name=NAME` from the
 //! current resourceVersion; `etcd` opens them with etcd-client over as many gRPC connections.
 //! When every watch is established, one update is written (through ward, or with a put) and each
-//! watcher records when it received it. Prints one JSON line: watchers, p50, p99 and max latency
+//! watcher records when it received it, staying connected until the end. Prints one JSON line: watchers, p50, p99 and max latency
 //! in milliseconds, and how many watchers never saw the event within the timeout.
 
 use std::sync::Arc;
@@ -168,7 +168,9 @@ async fn ward(args: &Args) -> anyhow::Result<Outcome> {
                     || line.ends_with(br#""type":"MODIFIED"}"#)
                 {
                     let _ = tx.send(Instant::now());
-                    return;
+                    // Stay connected: a watcher that hangs up makes the server do its
+                    // end-of-watch work (audit event, stream reset) during the measurement.
+                    std::future::pending::<()>().await;
                 }
             }
         });
@@ -222,7 +224,7 @@ async fn etcd(args: &Args) -> anyhow::Result<Outcome> {
             while let Ok(Some(resp)) = stream.message().await {
                 if !resp.events().is_empty() {
                     let _ = tx.send(Instant::now());
-                    return;
+                    std::future::pending::<()>().await;
                 }
             }
         });
