@@ -19,18 +19,19 @@ use crate::proto::v2::key_management_service_client::KeyManagementServiceClient;
 use crate::proto::v2::{DecryptRequest, EncryptRequest, StatusRequest};
 use crate::service::{KmsService, KmsStatus, WrappedKey};
 
-/// A KMS v2 plugin reached over gRPC on a unix socket.
+/// What both plugin clients (KMS v2 here, v1 in `crate::v1`) share: a lazily connected
+/// channel to the socket, the per-call timeout and the provider name of the metrics.
 #[derive(Clone)]
-pub struct GrpcKmsClient {
-    endpoint: KmsEndpoint,
-    provider: String,
-    client: KeyManagementServiceClient<Channel>,
-    timeout: Duration,
+pub(crate) struct PluginChannel {
+    pub(crate) endpoint: KmsEndpoint,
+    pub(crate) provider: String,
+    pub(crate) channel: Channel,
+    pub(crate) timeout: Duration,
 }
 
-impl GrpcKmsClient {
-    /// A client that connects on first use. Must be called within a Tokio runtime.
-    pub fn connect_lazy(endpoint: KmsEndpoint, timeout: Duration) -> Self {
+impl PluginChannel {
+    /// Connects on first use. Must be called within a Tokio runtime.
+    pub(crate) fn connect_lazy(endpoint: KmsEndpoint, provider: &str, timeout: Duration) -> Self {
         let target = endpoint.clone();
         let connector = tower::service_fn(move |_: tonic::transport::Uri| {
             let target = target.clone();
@@ -39,29 +40,16 @@ impl GrpcKmsClient {
         let channel = Endpoint::from_static("http://localhost")
             .connect_timeout(timeout)
             .connect_with_connector_lazy(connector);
-        let client = KeyManagementServiceClient::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE_LEN)
-            .max_encoding_message_size(MAX_MESSAGE_LEN);
         Self {
             endpoint,
-            provider: String::new(),
-            client,
+            provider: provider.to_owned(),
+            channel,
             timeout,
         }
     }
 
-    /// Names the provider in the `provider_name` label of the KMS operation metrics.
-    pub fn with_provider_name(mut self, name: &str) -> Self {
-        name.clone_into(&mut self.provider);
-        self
-    }
-
-    /// The plugin's endpoint.
-    pub fn endpoint(&self) -> &KmsEndpoint {
-        &self.endpoint
-    }
-
-    async fn call<T, F>(
+    /// Runs one call bounded by the timeout and records it in the operation metrics.
+    pub(crate) async fn call<T, F>(
         &self,
         full_method: &'static str,
         method: &'static str,
@@ -81,19 +69,73 @@ impl GrpcKmsClient {
         result
     }
 
-    fn request<T>(&self, message: T) -> tonic::Request<T> {
+    /// A request carrying the timeout as `grpc-timeout`.
+    pub(crate) fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         request.set_timeout(self.timeout);
         request
     }
 }
 
-impl fmt::Debug for GrpcKmsClient {
+impl fmt::Debug for PluginChannel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GrpcKmsClient")
+        f.debug_struct("PluginChannel")
             .field("endpoint", &self.endpoint)
             .field("provider", &self.provider)
             .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// A KMS v2 plugin reached over gRPC on a unix socket.
+#[derive(Clone)]
+pub struct GrpcKmsClient {
+    plugin: PluginChannel,
+    client: KeyManagementServiceClient<Channel>,
+}
+
+impl GrpcKmsClient {
+    /// A client that connects on first use. Must be called within a Tokio runtime.
+    pub fn connect_lazy(endpoint: KmsEndpoint, timeout: Duration) -> Self {
+        let plugin = PluginChannel::connect_lazy(endpoint, "", timeout);
+        let client = KeyManagementServiceClient::new(plugin.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_LEN)
+            .max_encoding_message_size(MAX_MESSAGE_LEN);
+        Self { plugin, client }
+    }
+
+    /// Names the provider in the `provider_name` label of the KMS operation metrics.
+    pub fn with_provider_name(mut self, name: &str) -> Self {
+        name.clone_into(&mut self.plugin.provider);
+        self
+    }
+
+    /// The plugin's endpoint.
+    pub fn endpoint(&self) -> &KmsEndpoint {
+        &self.plugin.endpoint
+    }
+
+    async fn call<T, F>(
+        &self,
+        full_method: &'static str,
+        method: &'static str,
+        call: F,
+    ) -> Result<T, KmsError>
+    where
+        F: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.plugin.call(full_method, method, call).await
+    }
+
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        self.plugin.request(message)
+    }
+}
+
+impl fmt::Debug for GrpcKmsClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GrpcKmsClient")
+            .field("plugin", &self.plugin)
             .finish()
     }
 }

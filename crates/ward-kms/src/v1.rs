@@ -29,18 +29,17 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aes::{Aes128, Aes192, Aes256};
 use cbc::cipher::block_padding::NoPadding;
 use cbc::cipher::{BlockDecryptMut, KeyIvInit};
-use hyper_util::rt::TokioIo;
 use sha2::{Digest, Sha256};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use ward_crypto::{KmsFailure, KmsOpened, KmsTransformer};
 use zeroize::Zeroizing;
 
-use crate::client::MAX_MESSAGE_LEN;
+use crate::client::{MAX_MESSAGE_LEN, PluginChannel};
 use crate::endpoint::KmsEndpoint;
 use crate::envelope::gcm_open;
 use crate::error::KmsError;
@@ -54,10 +53,8 @@ pub const KMS_V1_API_VERSION: &str = "v1beta1";
 /// A KMS v1 plugin reached over gRPC on a unix socket (`Version` and `Decrypt` only).
 #[derive(Clone)]
 pub struct GrpcKmsV1Client {
-    endpoint: KmsEndpoint,
-    provider: String,
+    plugin: PluginChannel,
     client: KeyManagementServiceClient<Channel>,
-    timeout: Duration,
     version_checked: Arc<tokio::sync::Mutex<bool>>,
 }
 
@@ -65,22 +62,13 @@ impl GrpcKmsV1Client {
     /// A client for provider `provider` that connects on first use. Must be called within a
     /// Tokio runtime.
     pub fn connect_lazy(endpoint: KmsEndpoint, provider: &str, timeout: Duration) -> Self {
-        let target = endpoint.clone();
-        let connector = tower::service_fn(move |_: tonic::transport::Uri| {
-            let target = target.clone();
-            async move { target.connect().await.map(TokioIo::new) }
-        });
-        let channel = Endpoint::from_static("http://localhost")
-            .connect_timeout(timeout)
-            .connect_with_connector_lazy(connector);
-        let client = KeyManagementServiceClient::new(channel)
+        let plugin = PluginChannel::connect_lazy(endpoint, provider, timeout);
+        let client = KeyManagementServiceClient::new(plugin.channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_LEN)
             .max_encoding_message_size(MAX_MESSAGE_LEN);
         Self {
-            endpoint,
-            provider: provider.to_owned(),
+            plugin,
             client,
-            timeout,
             version_checked: Arc::new(tokio::sync::Mutex::new(false)),
         }
     }
@@ -145,30 +133,18 @@ impl GrpcKmsV1Client {
     where
         F: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let started = Instant::now();
-        let result = crate::client::bounded(method, self.timeout, call).await;
-        metrics::kms_operation(
-            &self.provider,
-            full_method,
-            crate::client::result_code(&result),
-            started.elapsed(),
-        );
-        result
+        self.plugin.call(full_method, method, call).await
     }
 
     fn request<T>(&self, message: T) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
-        request.set_timeout(self.timeout);
-        request
+        self.plugin.request(message)
     }
 }
 
 impl fmt::Debug for GrpcKmsV1Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GrpcKmsV1Client")
-            .field("endpoint", &self.endpoint)
-            .field("provider", &self.provider)
-            .field("timeout", &self.timeout)
+            .field("plugin", &self.plugin)
             .finish()
     }
 }
