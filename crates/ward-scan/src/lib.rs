@@ -169,6 +169,15 @@ impl Scanner {
         Ok(())
     }
 
+    /// Adds a JSON value read from a live cluster (a list) under the name `name`. Findings on
+    /// it have no line: there is no file to open.
+    pub(crate) fn add_json(&mut self, name: &str, value: serde_json::Value) {
+        let objects = input::objects_from_json(name, value);
+        tracing::debug!(source = name, objects = objects.len(), "read");
+        self.objects.extend(objects);
+        self.files += 1;
+    }
+
     /// Answers `who-can read secret`: every subject that can obtain the value of `secret`
     /// through the RBAC objects added so far, directly or indirectly, with the binding for
     /// each path.

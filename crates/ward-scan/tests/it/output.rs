@@ -45,7 +45,8 @@ fn json_has_exactly_the_documented_shape() {
         assert_eq!(
             keys,
             [
-                "rule", "severity", "threat", "resource", "file", "path", "message", "fix"
+                "rule", "severity", "threat", "resource", "file", "path", "message", "fix", "line",
+                "document", "item"
             ]
         );
         let resource: Vec<&String> = finding["resource"].as_object().unwrap().keys().collect();
@@ -61,6 +62,12 @@ fn json_has_exactly_the_documented_shape() {
         for key in ["file", "path", "message", "fix"] {
             assert!(finding[key].is_string(), "{key}");
         }
+        assert!(
+            finding["line"].as_u64().is_some_and(|l| l >= 1),
+            "{finding}"
+        );
+        assert!(finding["document"].is_u64());
+        assert!(finding["item"].is_null() || finding["item"].is_u64());
     }
     let seed = findings
         .iter()
@@ -76,6 +83,9 @@ fn json_has_exactly_the_documented_shape() {
         seed["path"],
         "spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef"
     );
+    assert_eq!(seed["line"], 24);
+    assert_eq!(seed["document"], 0);
+    assert!(seed["item"].is_null());
     // Config files have no metadata: namespace and name are null.
     let enc = findings
         .iter()
@@ -209,4 +219,72 @@ fn empty_table() {
         String::from_utf8(out).unwrap(),
         "No findings in 0 objects in 0 files.\n"
     );
+}
+
+/// Locations: `line`, `document` and `item` in JSON for a list item in the second document,
+/// and SARIF regions only where the input is a file.
+#[test]
+fn locations_in_json_and_sarif() {
+    let text = "\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: plain}
+data: {color: blue}
+---
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: ServiceAccount
+  metadata: {name: quiet, namespace: shop}
+  automountServiceAccountToken: false
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: web, namespace: shop}
+  spec:
+    serviceAccountName: default
+    containers:
+    - name: app
+      image: shop/web:1
+      securityContext:
+        privileged: true
+";
+    let mut scanner = Scanner::new();
+    scanner.add_str("dump.yaml", text).unwrap();
+    scanner.add_reader("-", text.as_bytes()).unwrap();
+    let report = scanner.finish();
+    let json = json_of(|out| report.write_json(out).unwrap());
+    let privileged: Vec<&Value> = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "privileged-node-access")
+        .collect();
+    assert_eq!(privileged.len(), 2, "{json:#}");
+    for f in &privileged {
+        assert_eq!(f["document"], 1);
+        assert_eq!(f["item"], 1);
+        assert_eq!(f["line"], 22);
+    }
+    let files: Vec<&str> = privileged
+        .iter()
+        .map(|f| f["file"].as_str().unwrap())
+        .collect();
+    assert_eq!(files, ["-", "dump.yaml"]);
+
+    let sarif = json_of(|out| report.write_sarif(out).unwrap());
+    validate_sarif(&sarif);
+    let results = sarif["runs"][0]["results"].as_array().unwrap();
+    let physical = |uri: &str| {
+        results
+            .iter()
+            .find(|r| {
+                r["ruleId"] == "privileged-node-access"
+                    && r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == uri
+            })
+            .map(|r| r["locations"][0]["physicalLocation"].clone())
+            .unwrap()
+    };
+    assert_eq!(physical("dump.yaml")["region"]["startLine"], 22);
+    assert!(physical("-").get("region").is_none(), "stdin has no region");
 }
