@@ -1,4 +1,5 @@
-//! The three formats: JSON shape, SARIF 2.1.0 structure, and the table as a golden file.
+//! The three formats: JSON shape, SARIF 2.1.0 against the official schema, and the table as a
+//! golden file.
 
 use std::path::Path;
 
@@ -191,6 +192,100 @@ fn sarif_is_structurally_valid() {
     let empty = json_of(|out| Scanner::new().finish().write_sarif(out).unwrap());
     validate_sarif(&empty);
     assert_eq!(empty["runs"][0]["results"], serde_json::json!([]));
+}
+
+/// The SARIF 2.1.0 JSON schema of the OASIS sarif-spec repository, vendored unchanged (source in
+/// tests/fixtures/README.md), compiled with format checks on (`uri`, `uri-reference`).
+///
+/// The upstream file has one defect that makes it fail its own meta-schema: the `anyOf` that
+/// requires a region to have `startLine`, `charOffset` or `byteOffset` (SARIF §3.30.2) sits inside
+/// `region.properties`, where it would name a property. It is moved up to `region`, where the
+/// standard puts it; that only makes the check stricter.
+fn sarif_schema() -> jsonschema::Validator {
+    let text = std::fs::read_to_string(fixtures().join("sarif-schema-2.1.0.json")).unwrap();
+    let mut schema: Value = serde_json::from_str(&text).unwrap();
+    let region = &mut schema["definitions"]["region"];
+    let misplaced = region["properties"]
+        .as_object_mut()
+        .unwrap()
+        .remove("anyOf")
+        .expect("the upstream defect is still there; drop this repair if the schema was updated");
+    region["anyOf"] = misplaced;
+    jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("the SARIF schema compiles")
+}
+
+fn schema_errors(validator: &jsonschema::Validator, sarif: &Value) -> Vec<String> {
+    validator
+        .iter_errors(sarif)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}
+
+#[test]
+fn sarif_validates_against_the_official_schema() {
+    let validator = sarif_schema();
+    let report = report();
+    let sarif = json_of(|out| report.write_sarif(out).unwrap());
+    assert_eq!(schema_errors(&validator, &sarif), Vec::<String>::new());
+    assert!(!sarif["runs"][0]["results"].as_array().unwrap().is_empty());
+
+    // Every kind of input: a directory walk with absolute paths, a List dump, stdin.
+    let mut scanner = Scanner::new();
+    scanner.add_path(&fixtures().join("control-plane")).unwrap();
+    scanner
+        .add_path(&fixtures().join("kubectl-dump.yaml"))
+        .unwrap();
+    scanner
+        .add_reader(
+            "-",
+            std::fs::read(fixtures().join("rbac-multi-role.yaml"))
+                .unwrap()
+                .as_slice(),
+        )
+        .unwrap();
+    let sarif = json_of(|out| scanner.finish().write_sarif(out).unwrap());
+    assert_eq!(schema_errors(&validator, &sarif), Vec::<String>::new());
+
+    let empty = json_of(|out| Scanner::new().finish().write_sarif(out).unwrap());
+    assert_eq!(schema_errors(&validator, &empty), Vec::<String>::new());
+}
+
+/// The schema check is not vacuous: logs that break SARIF 2.1.0 are rejected.
+#[test]
+fn the_schema_rejects_invalid_sarif() {
+    let validator = sarif_schema();
+    let report = report();
+    let valid = json_of(|out| report.write_sarif(out).unwrap());
+    let breakages: [(&str, fn(&mut Value)); 5] = [
+        ("version", |s| s["version"] = "2.2.0".into()),
+        ("level", |s| {
+            s["runs"][0]["results"][0]["level"] = "fatal".into()
+        }),
+        ("startLine", |s| {
+            s["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["region"]["startLine"] =
+                0.into()
+        }),
+        ("driver name", |s| {
+            s["runs"][0]["tool"]["driver"]
+                .as_object_mut()
+                .unwrap()
+                .remove("name");
+        }),
+        ("unknown property", |s| {
+            s["runs"][0]["results"][0]["severity"] = "high".into()
+        }),
+    ];
+    for (what, breakage) in breakages {
+        let mut broken = valid.clone();
+        breakage(&mut broken);
+        assert!(
+            !schema_errors(&validator, &broken).is_empty(),
+            "a log with a bad {what} passed the schema"
+        );
+    }
 }
 
 #[test]
