@@ -49,6 +49,8 @@ fn help_has_examples_and_flags() {
         "--kubeconfig <PATH>",
         "--context <NAME>",
         "ward scan --kubeconfig ~/.kube/config --context prod",
+        "--no-progress",
+        "ward scan --no-progress -o json cluster-dump/",
     ] {
         assert!(help.contains(needle), "{needle} missing from:\n{help}");
     }

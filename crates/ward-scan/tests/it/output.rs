@@ -259,7 +259,8 @@ fn the_schema_rejects_invalid_sarif() {
     let validator = sarif_schema();
     let report = report();
     let valid = json_of(|out| report.write_sarif(out).unwrap());
-    let breakages: [(&str, fn(&mut Value)); 5] = [
+    type Breakage = fn(&mut Value);
+    let breakages: [(&str, Breakage); 5] = [
         ("version", |s| s["version"] = "2.2.0".into()),
         ("level", |s| {
             s["runs"][0]["results"][0]["level"] = "fatal".into()
