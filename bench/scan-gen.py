@@ -11,7 +11,8 @@ that looks like a credential is fake.
 import os
 import sys
 
-# (name, risks seeded in it, template). {i} is the object's number, {ns} its namespace.
+# (name, risks seeded in it, template of one or more documents). {i} is the number of the
+# shape's first object, {ns} its namespace.
 SHAPES = [
     ("deployment-secretkeyref", ["secret-env-var", "sa-token-automount"], """\
 apiVersion: apps/v1
@@ -63,6 +64,13 @@ rules:
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: secret-reader-{i}, namespace: {ns}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: secret-reader-{i}}}
+subjects:
+- {{kind: ServiceAccount, name: reporter-{i}, namespace: {ns}}}
 """),
     ("clusterrole-escalation", ["rbac-escalation"], """\
 apiVersion: rbac.authorization.k8s.io/v1
@@ -246,11 +254,16 @@ def main():
         sys.exit("usage: scan-gen.py OUT_DIR OBJECTS")
     out, n = sys.argv[1], int(sys.argv[2])
     os.makedirs(out, exist_ok=True)
+    documents = []
+    i = 0
+    while len(documents) < n:
+        _, _, template = SHAPES[i % len(SHAPES)]
+        text = template.format(i=i, ns=f"team-{i % 50}", c=chr(65 + i % 26))
+        documents.extend(text.split("---\n"))
+        i += 1
     with open(os.path.join(out, "dump.yaml"), "w") as f:
-        for i in range(n):
-            _, _, template = SHAPES[i % len(SHAPES)]
-            f.write("---\n")
-            f.write(template.format(i=i, ns=f"team-{i % 50}", c=chr(65 + i % 26)))
+        for doc in documents[:n]:
+            f.write("---\n" + doc)
     for name, (text, _) in CONTROL_PLANE.items():
         os.makedirs(os.path.dirname(os.path.join(out, name)), exist_ok=True)
         with open(os.path.join(out, name), "w") as f:

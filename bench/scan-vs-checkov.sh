@@ -9,9 +9,10 @@ Usage: bench/scan-vs-checkov.sh [--write] [--help]
 
 Generates (bench/scan-gen.py) a directory with a multi-document dump of OBJECTS objects
 (Deployments reading Secrets through secretKeyRef and envFrom, ConfigMaps with credentials,
-Roles reading Secrets, escalating ClusterRoles, pod creators, privileged hostPath Pods, literal
-credentials in env, Secret volumes with wide modes and subPath, legacy token Secrets) and the
-static pods and configuration files of two control-plane nodes. Then, on that directory:
+Roles reading Secrets bound to ServiceAccounts, escalating ClusterRoles, pod creators,
+privileged hostPath Pods, literal credentials in env, Secret volumes with wide modes and
+subPath, legacy token Secrets) and the static pods and configuration files of two
+control-plane nodes. Then, on that directory:
   ward     `ward scan -o json DIR`, RUNS times (median reported)
   checkov  `checkov -d DIR --framework kubernetes -o json --quiet --compact --skip-download`,
            once (--skip-download: no calls to Prisma Cloud, which this machine cannot reach)
