@@ -49,7 +49,8 @@ pub struct ScanArgs {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 #[non_exhaustive]
 pub enum OutputFormat {
-    /// `{"findings":[...]}`.
+    /// `{"findings":[...]}`: rule, severity, threat, resource, file, path, message, fix, and
+    /// line (1-based), document and item (0-based) locating the evidence in its file.
     Json,
     /// SARIF 2.1.0, for code-scanning tools.
     Sarif,

@@ -51,6 +51,7 @@ fn help_has_examples_and_flags() {
         "ward scan --kubeconfig ~/.kube/config --context prod",
         "--no-progress",
         "ward scan --no-progress -o json cluster-dump/",
+        "line (1-based), document and item (0-based)",
     ] {
         assert!(help.contains(needle), "{needle} missing from:\n{help}");
     }
