@@ -57,7 +57,7 @@ impl Progress {
     /// Marks `file` (of `len` bytes) as read, with `objects` objects found so far.
     pub(crate) fn file_done(&mut self, file: &Path, len: u64, objects: usize) {
         self.done += 1;
-        self.bar.inc(len);
+        // The message first: the increment draws, and the first draw may be the only one.
         self.bar.set_message(format!(
             "{}/{} files, {objects} objects ({})",
             self.done,
@@ -66,6 +66,7 @@ impl Progress {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default()
         ));
+        self.bar.inc(len);
     }
 
     /// Switches to a spinner while the rules run over `objects` objects.
