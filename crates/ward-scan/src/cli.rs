@@ -3,7 +3,8 @@
 use std::io::{self, Write};
 use std::path::PathBuf;
 
-use crate::{ScanError, Scanner, SecretRef, Severity, SubjectRef, WhoCanOptions};
+use crate::progress::Progress;
+use crate::{ScanError, Scanner, SecretRef, Severity, SubjectRef, WhoCanOptions, input};
 
 /// Find where Kubernetes Secrets are exposed: in manifests, RBAC, audit policies, encryption
 /// configuration and control-plane static pods.
@@ -38,13 +39,18 @@ pub struct ScanArgs {
     /// Exit with status 1 when a finding of this severity or worse is reported.
     #[arg(long, value_enum, value_name = "SEVERITY")]
     pub fail_on: Option<Severity>,
+    /// Never draw the progress bar. It is drawn on stderr only when stderr is a terminal and the
+    /// input is large (50 files or 4 MiB and more), and cleared before the report is printed.
+    #[arg(long)]
+    pub no_progress: bool,
 }
 
 /// How `ward scan` prints its findings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 #[non_exhaustive]
 pub enum OutputFormat {
-    /// `{"findings":[...]}`.
+    /// `{"findings":[...]}`: rule, severity, threat, resource, file, path, message, fix, and
+    /// line (1-based), document and item (0-based) locating the evidence in its file.
     Json,
     /// SARIF 2.1.0, for code-scanning tools.
     Sarif,
@@ -155,6 +161,9 @@ Examples:
   # In CI: SARIF for code scanning, and fail the job on high or critical findings
   ward scan -o sarif --fail-on high deploy/ > ward.sarif
 
+  # A large dump on a terminal shows a progress bar on stderr; turn it off
+  ward scan --no-progress -o json cluster-dump/ > findings.json
+
   # Who can read a Secret, through the scanned RBAC objects
   ward scan who-can read secret shop/db-password rbac/
 
@@ -190,7 +199,7 @@ pub fn run(args: ScanArgs, out: &mut dyn Write) -> Result<u8, ScanError> {
     if let Some(ScanCommand::WhoCan(who)) = args.command {
         return who_can(who, out);
     }
-    let mut scanner = scan_paths(&args.paths)?;
+    let (mut scanner, progress) = scan_paths(&args.paths, !args.no_progress)?;
     if args.kubeconfig.is_some() || args.context.is_some() {
         crate::cluster::add_cluster(
             &mut scanner,
@@ -198,7 +207,9 @@ pub fn run(args: ScanArgs, out: &mut dyn Write) -> Result<u8, ScanError> {
             args.context.as_deref(),
         )?;
     }
+    progress.checking(scanner.object_count());
     let report = scanner.finish();
+    progress.finish();
     match args.output {
         OutputFormat::Json => report.write_json(out)?,
         OutputFormat::Sarif => report.write_sarif(out)?,
@@ -213,7 +224,8 @@ pub fn run(args: ScanArgs, out: &mut dyn Write) -> Result<u8, ScanError> {
 
 /// `who-can`: always exit status 0 once answered.
 fn who_can(args: WhoCanArgs, out: &mut dyn Write) -> Result<u8, ScanError> {
-    let scanner = scan_paths(&args.paths)?;
+    let (scanner, progress) = scan_paths(&args.paths, true)?;
+    progress.finish();
     let options = WhoCanOptions {
         builtin_roles: !args.no_builtin_roles,
         default_namespace: args.default_namespace,
@@ -228,14 +240,71 @@ fn who_can(args: WhoCanArgs, out: &mut dyn Write) -> Result<u8, ScanError> {
     Ok(0)
 }
 
-fn scan_paths(paths: &[PathBuf]) -> Result<Scanner, ScanError> {
+/// Reads every path into a scanner, with a progress bar over the files' bytes when the input is
+/// large and stderr a terminal (see `progress.rs`). Directories are walked first, so that the
+/// bar knows the total.
+fn scan_paths(paths: &[PathBuf], progress: bool) -> Result<(Scanner, Progress), ScanError> {
+    let inputs = plan(paths)?;
+    let files = inputs.iter().filter(|i| !matches!(i, Input::Stdin)).count();
+    let bytes = inputs.iter().map(Input::len).sum();
+    let mut bar = Progress::new(progress, files, bytes);
     let mut scanner = Scanner::new();
-    for path in paths {
-        if path.as_os_str() == "-" {
-            scanner.add_reader("-", io::stdin().lock())?;
-        } else {
-            scanner.add_path(path)?;
+    for input in &inputs {
+        match input {
+            Input::Stdin => scanner.add_reader("-", io::stdin().lock())?,
+            Input::Named { path, len } => {
+                scanner.add_path(path)?;
+                bar.file_done(path, *len, scanner.object_count());
+            }
+            Input::Found { path, len } => {
+                scanner.add_found_file(path)?;
+                bar.file_done(path, *len, scanner.object_count());
+            }
         }
     }
-    Ok(scanner)
+    Ok((scanner, bar))
+}
+
+/// One thing to read, in command-line order.
+enum Input {
+    /// `-`.
+    Stdin,
+    /// A file named on the command line: an error if it is not a manifest.
+    Named { path: PathBuf, len: u64 },
+    /// A file found in a directory walk: skipped if it is not a manifest.
+    Found { path: PathBuf, len: u64 },
+}
+
+impl Input {
+    fn len(&self) -> u64 {
+        match self {
+            Input::Stdin => 0,
+            Input::Named { len, .. } | Input::Found { len, .. } => *len,
+        }
+    }
+}
+
+/// Expands directories into the files they hold, with sizes (0 when unknown: the read that
+/// follows reports the error).
+fn plan(paths: &[PathBuf]) -> Result<Vec<Input>, ScanError> {
+    let mut inputs = Vec::new();
+    for path in paths {
+        if path.as_os_str() == "-" {
+            inputs.push(Input::Stdin);
+            continue;
+        }
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => {
+                for file in input::walk(path)? {
+                    let len = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+                    inputs.push(Input::Found { path: file, len });
+                }
+            }
+            meta => inputs.push(Input::Named {
+                path: path.clone(),
+                len: meta.map(|m| m.len()).unwrap_or(0),
+            }),
+        }
+    }
+    Ok(inputs)
 }

@@ -20,8 +20,7 @@ use crate::{ScanError, Scanner};
 /// # Errors
 /// - [`ScanError::Runtime`]: the async runtime for the client could not be built;
 /// - [`ScanError::Connect`]: the kubeconfig is unusable (named with the field at fault);
-/// - [`ScanError::Cluster`]: a list failed other than with 404 or 403;
-/// - [`ScanError::Parse`]: a reply could not be read as a document (not expected of JSON).
+/// - [`ScanError::Cluster`]: a list failed other than with 404 or 403.
 pub(crate) fn add_cluster(
     scanner: &mut Scanner,
     kubeconfig: Option<&Path>,
@@ -47,7 +46,7 @@ pub(crate) fn add_cluster(
                 });
             }
         };
-        scanner.add_str(&format!("cluster:{path}"), &list.to_string())?;
+        scanner.add_json(&format!("cluster:{path}"), list);
     }
     Ok(())
 }

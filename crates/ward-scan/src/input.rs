@@ -116,6 +116,22 @@ pub(crate) fn objects_from_text(name: &str, text: &str) -> Result<Vec<Object>, S
             }
         }
     };
+    Ok(objects_from_documents(name, documents))
+}
+
+/// Turns one JSON value (a live cluster's list) into objects. Its nodes carry no line: the
+/// value came from the API, not from a file a user could open.
+pub(crate) fn objects_from_json(name: &str, value: serde_json::Value) -> Vec<Object> {
+    objects_from_documents(
+        name,
+        vec![yaml::Document {
+            index: 0,
+            root: yaml::from_json(value),
+        }],
+    )
+}
+
+fn objects_from_documents(name: &str, documents: Vec<yaml::Document>) -> Vec<Object> {
     let file: Arc<str> = Arc::from(name);
     let dir = dir_of(name);
     let mut objects = Vec::new();
@@ -178,7 +194,7 @@ pub(crate) fn objects_from_text(name: &str, text: &str) -> Result<Vec<Object>, S
             _ => push(doc.root, None),
         }
     }
-    Ok(objects)
+    objects
 }
 
 fn is_list(root: &Node) -> bool {

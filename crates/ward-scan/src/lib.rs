@@ -70,6 +70,7 @@ mod error;
 mod finding;
 mod input;
 mod output;
+mod progress;
 mod rules;
 mod who_can;
 mod yaml;
@@ -130,18 +131,7 @@ impl Scanner {
             return self.add_file(path);
         }
         for file in input::walk(path)? {
-            match self.add_file(&file) {
-                Ok(()) => {}
-                Err(
-                    error @ (ScanError::Parse { .. }
-                    | ScanError::NotUtf8 { .. }
-                    | ScanError::TooLarge { .. }),
-                ) => {
-                    tracing::warn!(%error, "skipping file");
-                    self.skipped.push(file.display().to_string());
-                }
-                Err(error) => return Err(error),
-            }
+            self.add_found_file(&file)?;
         }
         Ok(())
     }
@@ -169,6 +159,15 @@ impl Scanner {
         Ok(())
     }
 
+    /// Adds a JSON value read from a live cluster (a list) under the name `name`. Findings on
+    /// it have no line: there is no file to open.
+    pub(crate) fn add_json(&mut self, name: &str, value: serde_json::Value) {
+        let objects = input::objects_from_json(name, value);
+        tracing::debug!(source = name, objects = objects.len(), "read");
+        self.objects.extend(objects);
+        self.files += 1;
+    }
+
     /// Answers `who-can read secret`: every subject that can obtain the value of `secret`
     /// through the RBAC objects added so far, directly or indirectly, with the binding for
     /// each path.
@@ -185,6 +184,32 @@ impl Scanner {
             files: self.files,
             skipped: self.skipped,
         }
+    }
+
+    /// Adds a file found in a directory walk: one that is not YAML or JSON is skipped with a
+    /// warning and listed in [`Report::skipped`].
+    ///
+    /// # Errors
+    /// [`ScanError::Read`] if the file cannot be read.
+    pub(crate) fn add_found_file(&mut self, file: &Path) -> Result<(), ScanError> {
+        match self.add_file(file) {
+            Ok(()) => Ok(()),
+            Err(
+                error @ (ScanError::Parse { .. }
+                | ScanError::NotUtf8 { .. }
+                | ScanError::TooLarge { .. }),
+            ) => {
+                tracing::warn!(%error, "skipping file");
+                self.skipped.push(file.display().to_string());
+                Ok(())
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Objects added so far.
+    pub(crate) fn object_count(&self) -> usize {
+        self.objects.len()
     }
 
     fn add_file(&mut self, path: &Path) -> Result<(), ScanError> {

@@ -49,6 +49,9 @@ fn help_has_examples_and_flags() {
         "--kubeconfig <PATH>",
         "--context <NAME>",
         "ward scan --kubeconfig ~/.kube/config --context prod",
+        "--no-progress",
+        "ward scan --no-progress -o json cluster-dump/",
+        "line (1-based), document and item (0-based)",
     ] {
         assert!(help.contains(needle), "{needle} missing from:\n{help}");
     }

@@ -7,6 +7,7 @@ mod audit;
 mod canary;
 mod cli;
 mod control_plane;
+mod corpus;
 mod data;
 mod inputs;
 mod live;

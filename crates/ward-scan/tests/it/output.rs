@@ -1,4 +1,5 @@
-//! The three formats: JSON shape, SARIF 2.1.0 structure, and the table as a golden file.
+//! The three formats: JSON shape, SARIF 2.1.0 against the official schema, and the table as a
+//! golden file.
 
 use std::path::Path;
 
@@ -45,7 +46,8 @@ fn json_has_exactly_the_documented_shape() {
         assert_eq!(
             keys,
             [
-                "rule", "severity", "threat", "resource", "file", "path", "message", "fix"
+                "rule", "severity", "threat", "resource", "file", "path", "message", "fix", "line",
+                "document", "item"
             ]
         );
         let resource: Vec<&String> = finding["resource"].as_object().unwrap().keys().collect();
@@ -61,6 +63,12 @@ fn json_has_exactly_the_documented_shape() {
         for key in ["file", "path", "message", "fix"] {
             assert!(finding[key].is_string(), "{key}");
         }
+        assert!(
+            finding["line"].as_u64().is_some_and(|l| l >= 1),
+            "{finding}"
+        );
+        assert!(finding["document"].is_u64());
+        assert!(finding["item"].is_null() || finding["item"].is_u64());
     }
     let seed = findings
         .iter()
@@ -76,6 +84,9 @@ fn json_has_exactly_the_documented_shape() {
         seed["path"],
         "spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef"
     );
+    assert_eq!(seed["line"], 24);
+    assert_eq!(seed["document"], 0);
+    assert!(seed["item"].is_null());
     // Config files have no metadata: namespace and name are null.
     let enc = findings
         .iter()
@@ -183,6 +194,101 @@ fn sarif_is_structurally_valid() {
     assert_eq!(empty["runs"][0]["results"], serde_json::json!([]));
 }
 
+/// The SARIF 2.1.0 JSON schema of the OASIS sarif-spec repository, vendored unchanged (source in
+/// tests/fixtures/README.md), compiled with format checks on (`uri`, `uri-reference`).
+///
+/// The upstream file has one defect that makes it fail its own meta-schema: the `anyOf` that
+/// requires a region to have `startLine`, `charOffset` or `byteOffset` (SARIF §3.30.2) sits inside
+/// `region.properties`, where it would name a property. It is moved up to `region`, where the
+/// standard puts it; that only makes the check stricter.
+fn sarif_schema() -> jsonschema::Validator {
+    let text = std::fs::read_to_string(fixtures().join("sarif-schema-2.1.0.json")).unwrap();
+    let mut schema: Value = serde_json::from_str(&text).unwrap();
+    let region = &mut schema["definitions"]["region"];
+    let misplaced = region["properties"]
+        .as_object_mut()
+        .unwrap()
+        .remove("anyOf")
+        .expect("the upstream defect is still there; drop this repair if the schema was updated");
+    region["anyOf"] = misplaced;
+    jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("the SARIF schema compiles")
+}
+
+fn schema_errors(validator: &jsonschema::Validator, sarif: &Value) -> Vec<String> {
+    validator
+        .iter_errors(sarif)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}
+
+#[test]
+fn sarif_validates_against_the_official_schema() {
+    let validator = sarif_schema();
+    let report = report();
+    let sarif = json_of(|out| report.write_sarif(out).unwrap());
+    assert_eq!(schema_errors(&validator, &sarif), Vec::<String>::new());
+    assert!(!sarif["runs"][0]["results"].as_array().unwrap().is_empty());
+
+    // Every kind of input: a directory walk with absolute paths, a List dump, stdin.
+    let mut scanner = Scanner::new();
+    scanner.add_path(&fixtures().join("control-plane")).unwrap();
+    scanner
+        .add_path(&fixtures().join("kubectl-dump.yaml"))
+        .unwrap();
+    scanner
+        .add_reader(
+            "-",
+            std::fs::read(fixtures().join("rbac-multi-role.yaml"))
+                .unwrap()
+                .as_slice(),
+        )
+        .unwrap();
+    let sarif = json_of(|out| scanner.finish().write_sarif(out).unwrap());
+    assert_eq!(schema_errors(&validator, &sarif), Vec::<String>::new());
+
+    let empty = json_of(|out| Scanner::new().finish().write_sarif(out).unwrap());
+    assert_eq!(schema_errors(&validator, &empty), Vec::<String>::new());
+}
+
+/// The schema check is not vacuous: logs that break SARIF 2.1.0 are rejected.
+#[test]
+fn the_schema_rejects_invalid_sarif() {
+    let validator = sarif_schema();
+    let report = report();
+    let valid = json_of(|out| report.write_sarif(out).unwrap());
+    type Breakage = fn(&mut Value);
+    let breakages: [(&str, Breakage); 5] = [
+        ("version", |s| s["version"] = "2.2.0".into()),
+        ("level", |s| {
+            s["runs"][0]["results"][0]["level"] = "fatal".into()
+        }),
+        ("startLine", |s| {
+            s["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["region"]["startLine"] =
+                0.into()
+        }),
+        ("driver name", |s| {
+            s["runs"][0]["tool"]["driver"]
+                .as_object_mut()
+                .unwrap()
+                .remove("name");
+        }),
+        ("unknown property", |s| {
+            s["runs"][0]["results"][0]["severity"] = "high".into()
+        }),
+    ];
+    for (what, breakage) in breakages {
+        let mut broken = valid.clone();
+        breakage(&mut broken);
+        assert!(
+            !schema_errors(&validator, &broken).is_empty(),
+            "a log with a bad {what} passed the schema"
+        );
+    }
+}
+
 #[test]
 fn table_matches_golden_file() {
     let report = report();
@@ -209,4 +315,72 @@ fn empty_table() {
         String::from_utf8(out).unwrap(),
         "No findings in 0 objects in 0 files.\n"
     );
+}
+
+/// Locations: `line`, `document` and `item` in JSON for a list item in the second document,
+/// and SARIF regions only where the input is a file.
+#[test]
+fn locations_in_json_and_sarif() {
+    let text = "\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: plain}
+data: {color: blue}
+---
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: ServiceAccount
+  metadata: {name: quiet, namespace: shop}
+  automountServiceAccountToken: false
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: web, namespace: shop}
+  spec:
+    serviceAccountName: default
+    containers:
+    - name: app
+      image: shop/web:1
+      securityContext:
+        privileged: true
+";
+    let mut scanner = Scanner::new();
+    scanner.add_str("dump.yaml", text).unwrap();
+    scanner.add_reader("-", text.as_bytes()).unwrap();
+    let report = scanner.finish();
+    let json = json_of(|out| report.write_json(out).unwrap());
+    let privileged: Vec<&Value> = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "privileged-node-access")
+        .collect();
+    assert_eq!(privileged.len(), 2, "{json:#}");
+    for f in &privileged {
+        assert_eq!(f["document"], 1);
+        assert_eq!(f["item"], 1);
+        assert_eq!(f["line"], 22);
+    }
+    let files: Vec<&str> = privileged
+        .iter()
+        .map(|f| f["file"].as_str().unwrap())
+        .collect();
+    assert_eq!(files, ["-", "dump.yaml"]);
+
+    let sarif = json_of(|out| report.write_sarif(out).unwrap());
+    validate_sarif(&sarif);
+    let results = sarif["runs"][0]["results"].as_array().unwrap();
+    let physical = |uri: &str| {
+        results
+            .iter()
+            .find(|r| {
+                r["ruleId"] == "privileged-node-access"
+                    && r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == uri
+            })
+            .map(|r| r["locations"][0]["physicalLocation"].clone())
+            .unwrap()
+    };
+    assert_eq!(physical("dump.yaml")["region"]["startLine"], 22);
+    assert!(physical("-").get("region").is_none(), "stdin has no region");
 }

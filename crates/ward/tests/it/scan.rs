@@ -137,3 +137,64 @@ fn scans_a_dump_of_a_live_server_without_printing_values() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("devs"), "{text}");
 }
+
+/// A directory of 60 manifests: large enough (by file count) for the progress bar.
+fn many_files() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for i in 0..60 {
+        std::fs::write(
+            dir.path().join(format!("cm-{i:02}.yaml")),
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{i}}}\ndata: {{a: b}}\n"
+            ),
+        )
+        .expect("write");
+    }
+    dir
+}
+
+/// Runs `ward scan ARGS` on a pseudo-terminal (util-linux `script`) with stdout discarded, and
+/// returns what was drawn on the terminal: stderr only.
+fn on_a_terminal(args: &str) -> String {
+    let command = format!("'{}' scan {args} >/dev/null", env!("CARGO_BIN_EXE_ward"));
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script(1) from util-linux");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn progress_only_on_a_terminal_for_large_inputs() {
+    let dir = many_files();
+    let path = dir.path().to_str().expect("utf-8 path");
+
+    // On a terminal: the bar is drawn (then cleared), with counts, never file contents.
+    let drawn = on_a_terminal(path);
+    assert!(drawn.contains("scanning"), "{drawn:?}");
+    assert!(drawn.contains("/60 files"), "{drawn:?}");
+    assert!(!drawn.contains("ConfigMap"), "{drawn:?}");
+    // --no-progress, or a small input: nothing on the terminal.
+    assert_eq!(on_a_terminal(&format!("--no-progress {path}")), "");
+    let small = dir.path().join("cm-00.yaml");
+    assert_eq!(on_a_terminal(small.to_str().expect("utf-8")), "");
+
+    // Piped stderr (CI, tests, `2>log`): no bar whatever the size.
+    let out = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["scan", "-o", "json", path])
+        .stdin(Stdio::null())
+        .output()
+        .expect("ward scan");
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        json(&String::from_utf8_lossy(&out.stdout))["findings"],
+        serde_json::json!([])
+    );
+}
