@@ -77,4 +77,6 @@ pub use plugin::{
 pub use service::{
     KMS_API_VERSIONS, KmsService, KmsStatus, MAX_ANNOTATIONS_LEN, MAX_FIELD_LEN, WrappedKey,
 };
+#[doc(hidden)]
+pub use v1::open_payload_with_dek as open_v1_payload_with_dek;
 pub use v1::{GrpcKmsV1Client, KMS_V1_API_VERSION, KmsV1Envelope};

@@ -288,6 +288,23 @@ impl V1Inner {
     }
 }
 
+/// Parses a KMS v1 payload (after the `k8s:enc:kms:v1:NAME:` prefix) and opens its data with
+/// `dek`, as a read does once the plugin has returned the DEK: for fuzzing the parser and both
+/// data layouts without a plugin.
+///
+/// # Errors
+///
+/// [`KmsFailure`] for a malformed payload or data that `dek` does not open.
+#[doc(hidden)]
+pub fn open_payload_with_dek(
+    payload: &[u8],
+    dek: &[u8],
+    aad: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, KmsFailure> {
+    let (_, data) = split_payload(payload)?;
+    open_data(dek, data, aad)
+}
+
 /// Splits a payload (after the prefix) into the encrypted DEK and the DEK-encrypted data.
 fn split_payload(payload: &[u8]) -> Result<(&[u8], &[u8]), KmsFailure> {
     let malformed = || {
