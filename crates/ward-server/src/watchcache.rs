@@ -10,7 +10,10 @@
 //!   from the backend's history or with 410 `Expired` as before.
 //!
 //! Events are decoded (decrypted and parsed) at most once, by the first watcher that needs them,
-//! and their plain JSON watch lines are encoded once per event type and shared.
+//! and their plain JSON watch lines are encoded once per event type and shared. Decoded objects
+//! live only while a change is being sent to the live watchers (tokio's broadcast drops a value
+//! once every receiver has taken it); the buffer keeps stored, encrypted bytes, and a replay
+//! from it decodes a copy of its own.
 //!
 //! When the storage watch breaks (etcd restarted, leader changed, connection lost) the pump
 //! re-watches from the last revision it saw, with backoff; watchers notice nothing. When that
@@ -81,6 +84,20 @@ impl CachedEvent {
             revision: event.kv.mod_revision,
             kv: event.kv,
             prev: event.prev,
+            object: OnceCell::new(),
+            prev_object: OnceCell::new(),
+            lines: Default::default(),
+        }
+    }
+
+    /// The same change, not decoded yet: what the buffer keeps, so that decrypted objects live
+    /// only while watchers are being sent the change (a replay decodes its own copy).
+    fn undecoded_copy(&self) -> Self {
+        CachedEvent {
+            kind: self.kind,
+            revision: self.revision,
+            kv: self.kv.clone(),
+            prev: self.prev.clone(),
             object: OnceCell::new(),
             prev_object: OnceCell::new(),
             lines: Default::default(),
@@ -474,7 +491,7 @@ impl ResourceCache {
             .events
             .iter()
             .filter(|e| e.revision > after && e.kv.key.starts_with(prefix))
-            .cloned()
+            .map(|e| Arc::new(e.undecoded_copy()))
             .collect();
         // Subscribing under the lock: no event falls between the backlog and the channel.
         let rx = self.tx.subscribe();
@@ -494,7 +511,9 @@ impl ResourceCache {
             objects.apply(&event);
         }
         state.bytes += event.size();
-        state.events.push_back(event.clone());
+        // The broadcast copy is decoded by the first live watcher and freed once every watcher
+        // has taken it; the buffer keeps the stored (encrypted) bytes only.
+        state.events.push_back(Arc::new(event.undecoded_copy()));
         while state.events.len() > MAX_EVENTS || state.bytes > MAX_BYTES {
             let Some(old) = state.events.pop_front() else {
                 break;
@@ -787,6 +806,60 @@ mod tests {
             count,
             max_mod_revision: Revision(max),
         }
+    }
+
+    fn resource_cache() -> ResourceCache {
+        let info = RESOURCES
+            .iter()
+            .find(|r| r.resource == "secrets")
+            .expect("secrets");
+        ResourceCache {
+            info,
+            state: Mutex::new(State {
+                events: VecDeque::new(),
+                bytes: 0,
+                since: Some(Revision(1)),
+                position: Revision(1),
+                objects: None,
+            }),
+            tx: broadcast::channel(CHANNEL_DEPTH).0,
+            changed: Notify::new(),
+            probe: Mutex::new(ProbeState::default()),
+            probed: watch::Sender::new((0, None)),
+        }
+    }
+
+    /// Decoded objects (plaintext for secrets) are never kept by the buffer: the live copy a
+    /// watcher decodes is not the buffered one, and a replay gets a fresh, undecoded copy.
+    #[tokio::test]
+    async fn the_buffer_keeps_no_decoded_object() {
+        let cache = resource_cache();
+        let mut live = cache.tx.subscribe();
+        cache.push(event(EventKind::Put, "/registry/secrets/default/a", 2));
+        let Ok(Msg::Event(received)) = live.recv().await else {
+            panic!("no event");
+        };
+        // A watcher decodes it (here: fills the cell as decoding would).
+        assert!(
+            received
+                .object
+                .set(Ok(serde_json::json!({"data": {"k": "cGxhaW4="}})))
+                .is_ok()
+        );
+        let buffered = cache.lock().events[0].clone();
+        assert!(!Arc::ptr_eq(&buffered, &received));
+        assert!(
+            buffered.object.get().is_none(),
+            "the buffer holds a decoded object"
+        );
+        let Some(Feed::Cached { backlog, .. }) =
+            cache.subscribe(b"/registry/secrets/", Revision(1))
+        else {
+            panic!("not served from the cache");
+        };
+        assert_eq!(backlog.len(), 1);
+        assert!(backlog[0].object.get().is_none());
+        assert!(!Arc::ptr_eq(&backlog[0], &buffered));
     }
 
     #[test]
