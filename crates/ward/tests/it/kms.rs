@@ -27,6 +27,18 @@ fn write_private(path: &Path, bytes: &[u8]) {
     std::io::Write::write_all(&mut f, bytes).expect("write");
 }
 
+/// An EncryptionConfiguration for Secrets: KMS v2 provider `name` on `socket` (3 s timeout, the
+/// default), then identity.
+fn write_kms_v2_config(cfg: &Path, name: &str, socket: &Path) {
+    let text = format!(
+        "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n\
+         - resources: [secrets]\n  providers:\n  - kms:\n      apiVersion: v2\n      \
+         name: {name}\n      endpoint: unix://{}\n      timeout: 3s\n  - identity: {{}}\n",
+        socket.display()
+    );
+    write_private(cfg, text.as_bytes());
+}
+
 struct Plugin(Child);
 
 impl Plugin {
@@ -97,10 +109,7 @@ fn secrets_through_a_kms_v2_plugin() {
     write_private(&k1, &[7u8; 32]);
     let plugin = Plugin::start(&socket, &[&format!("k1={}", k1.display())]);
     let cfg = tmp.path().join("enc.yaml");
-    write_private(&cfg, format!(
-        "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [secrets]\n  providers:\n  - kms:\n      apiVersion: v2\n      name: wardkms\n      endpoint: unix://{}\n      timeout: 3s\n  - identity: {{}}\n",
-        socket.display()
-    ).as_bytes());
+    write_kms_v2_config(&cfg, "wardkms", &socket);
     let dir = tmp.path().join("ward");
     let s = Server::start_in(
         &dir,
@@ -312,10 +321,7 @@ fn softhsm_plugin_restart_rotation_rewrite_and_old_key_removal() {
     let env = [("SOFTHSM2_CONF", hsm.conf.as_path())];
     let socket = tmp.path().join("kms.sock");
     let cfg = tmp.path().join("enc.yaml");
-    write_private(&cfg, format!(
-        "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [secrets]\n  providers:\n  - kms:\n      apiVersion: v2\n      name: wardhsm\n      endpoint: unix://{}\n      timeout: 3s\n  - identity: {{}}\n",
-        socket.display()
-    ).as_bytes());
+    write_kms_v2_config(&cfg, "wardhsm", &socket);
     let serve_args = ["--encryption-provider-config", cfg.to_str().expect("utf8")];
     let dir = tmp.path().join("ward");
     let names: Vec<String> = (0..3).map(|i| format!("hsm-{i}")).collect();
@@ -503,10 +509,7 @@ fn kms_v2_envelope_metrics_on_the_metrics_endpoint() {
     write_private(&k1, &[7u8; 32]);
     let _plugin = Plugin::start(&socket, &[&format!("metrics-key={}", k1.display())]);
     let cfg = tmp.path().join("enc.yaml");
-    write_private(&cfg, format!(
-        "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [secrets]\n  providers:\n  - kms:\n      apiVersion: v2\n      name: metricskms\n      endpoint: unix://{}\n  - identity: {{}}\n",
-        socket.display()
-    ).as_bytes());
+    write_kms_v2_config(&cfg, "metricskms", &socket);
     let s = Server::start_in(
         &tmp.path().join("ward"),
         &["--encryption-provider-config", cfg.to_str().expect("utf8")],
